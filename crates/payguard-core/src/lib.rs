@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod outcome;
+mod retry_after;
+
+#[cfg(feature = "test-util")]
+pub use clock::ManualClock;
+#[cfg(feature = "tokio")]
+pub use clock::TokioClock;
+pub use clock::{Clock, SystemClock};
+pub use outcome::{Classify, HttpClassifier, Outcome};
+pub use retry_after::RetryAfter;
