@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod attempt;
+mod backoff;
+mod budget;
+mod call;
+mod controller;
+mod error;
+#[cfg(feature = "reqwest")]
+mod http;
+mod policy;
+mod telemetry;
+#[cfg(feature = "tower")]
+mod tower;
+
+pub use attempt::{Attempt, Idempotency, IdempotencyKey, InvalidIdempotencyKey, RetryEvent};
+pub use backoff::{Backoff, Jitter, RandomSource, SplitMix64};
+pub use budget::{InvalidBudget, RetryBudget, RetryBudgetBuilder, RetryBudgets};
+pub use call::{Retry, RetryFuture};
+pub use error::{RetryError, StopReason};
+#[cfg(feature = "reqwest")]
+pub use http::{HttpError, RetryRequest};
+pub use payguard_core::Outcome;
+pub use policy::{InvalidPolicy, RetryPolicy, RetryPolicyBuilder};
+#[cfg(feature = "tower")]
+pub use tower::{RetryLayer, RetryService};
