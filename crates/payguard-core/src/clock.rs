@@ -87,10 +87,11 @@ mod tokio_clock {
     /// Time that follows tokio's clock, so `tokio::time::pause()` and
     /// `#[tokio::test(start_paused = true)]` move it.
     ///
-    /// The wall clock is the wall time at construction plus the tokio time
-    /// elapsed since, so it also advances virtually. It does not follow later
-    /// adjustments of the system clock; use [`SystemClock`](super::SystemClock)
-    /// where wall time must track NTP over days.
+    /// The wall clock is the system's wall clock shifted by how far tokio's
+    /// clock is from the real monotonic clock: outside paused tests the two
+    /// agree and `wall()` is the real wall time (NTP adjustments included);
+    /// in a paused test it advances exactly as tokio's virtual time does.
+    /// A zero-sized type: constructing it costs nothing.
     ///
     /// ```
     /// use payguard_core::{Clock, TokioClock};
@@ -102,38 +103,30 @@ mod tokio_clock {
     /// assert_eq!(clock.now() - start, std::time::Duration::from_secs(30));
     /// # }
     /// ```
-    #[derive(Debug, Clone, Copy)]
-    pub struct TokioClock {
-        origin: tokio::time::Instant,
-        wall_origin: SystemTime,
-    }
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct TokioClock;
 
     impl TokioClock {
-        /// A clock whose wall time starts at the system's wall time now.
-        #[allow(clippy::disallowed_methods)] // reads the wall clock once, at construction
-        pub fn new() -> Self {
-            Self {
-                origin: tokio::time::Instant::now(),
-                wall_origin: SystemTime::now(),
-            }
+        /// The clock.
+        pub const fn new() -> Self {
+            Self
         }
     }
 
-    impl Default for TokioClock {
-        fn default() -> Self {
-            Self::new()
-        }
-    }
-
+    #[allow(clippy::disallowed_methods)] // maps tokio's clock onto the OS clocks
     impl Clock for TokioClock {
         fn now(&self) -> Instant {
             tokio::time::Instant::now().into_std()
         }
         fn wall(&self) -> SystemTime {
-            let elapsed = tokio::time::Instant::now().saturating_duration_since(self.origin);
-            self.wall_origin
-                .checked_add(elapsed)
-                .unwrap_or(self.wall_origin)
+            let tokio_now = tokio::time::Instant::now().into_std();
+            let real_now = Instant::now();
+            let wall_now = SystemTime::now();
+            match tokio_now.checked_duration_since(real_now) {
+                Some(ahead) => wall_now.checked_add(ahead),
+                None => wall_now.checked_sub(real_now.saturating_duration_since(tokio_now)),
+            }
+            .unwrap_or(wall_now)
         }
     }
 }
@@ -282,10 +275,25 @@ mod tests {
         let (t0, w0) = (clock.now(), clock.wall());
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert_eq!(clock.now() - t0, Duration::from_secs(3600));
-        assert_eq!(
-            clock.wall().duration_since(w0).ok(),
-            Some(Duration::from_secs(3600))
+        // The wall clock is derived from three readings, so allow for the
+        // nanoseconds between them.
+        let moved = clock.wall().duration_since(w0).unwrap();
+        assert!(
+            moved.abs_diff(Duration::from_secs(3600)) < Duration::from_millis(5),
+            "{moved:?}"
         );
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn tokio_clock_wall_is_the_real_wall_clock_when_not_paused() {
+        let wall = TokioClock::new().wall();
+        let real = SystemClock.wall();
+        let gap = real
+            .duration_since(wall)
+            .or_else(|e| Ok::<_, ()>(e.duration()))
+            .unwrap();
+        assert!(gap < Duration::from_millis(50), "{gap:?}");
     }
 
     #[cfg(feature = "test-util")]

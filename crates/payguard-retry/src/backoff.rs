@@ -79,6 +79,7 @@ impl Backoff {
     }
 
     /// The smallest delay, the floor of decorrelated jitter.
+    #[inline]
     pub(crate) fn base(&self) -> Duration {
         match &self.kind {
             BackoffKind::Exponential { base, .. } => *base,

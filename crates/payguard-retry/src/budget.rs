@@ -77,7 +77,15 @@ impl RetryBudget {
     /// Takes one token for a retry; `false` when the budget is spent.
     /// Lock-free.
     pub fn try_withdraw(&self) -> bool {
-        self.credit_floor();
+        // The floor is credited lazily: the clock is read only when the
+        // balance alone cannot pay.
+        self.withdraw_token() || {
+            self.credit_floor();
+            self.withdraw_token()
+        }
+    }
+
+    fn withdraw_token(&self) -> bool {
         self.balance
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |balance| {
                 balance.checked_sub(TOKEN)

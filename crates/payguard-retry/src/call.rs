@@ -200,6 +200,7 @@ impl<'p, Op, C, N, H> Retry<'p, Op, C, N, H> {
     /// # Errors
     ///
     /// [`RetryError`] with the reason, the attempt count and the last error.
+    #[inline]
     pub fn call<T, E>(self) -> Result<T, RetryError<E>>
     where
         Op: FnMut(Attempt) -> Result<T, E>,
@@ -216,6 +217,7 @@ impl<'p, Op, C, N, H> Retry<'p, Op, C, N, H> {
     /// # Errors
     ///
     /// As [`call`](Retry::call).
+    #[inline(always)]
     pub fn call_with_sleep<T, E, S>(mut self, mut sleep: S) -> Result<T, RetryError<E>>
     where
         Op: FnMut(Attempt) -> Result<T, E>,
@@ -292,6 +294,7 @@ where
     type Output = Result<T, RetryError<E>>;
     type IntoFuture = RetryFuture<'p, Op, Fut, E, C, N, H>;
 
+    #[inline]
     fn into_future(self) -> Self::IntoFuture {
         RetryFuture {
             controller: Controller::new(self.policy, self.idempotency, DefaultClock::Tokio),
@@ -345,6 +348,7 @@ where
 {
     type Output = Result<T, RetryError<E>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

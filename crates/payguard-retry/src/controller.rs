@@ -33,79 +33,67 @@ pub(crate) struct AttemptPlan {
 }
 
 #[derive(Debug)]
-enum CallClock<'p> {
-    Policy(&'p dyn Clock),
-    Tokio(TokioClock),
-    System,
-}
-
-impl CallClock<'_> {
-    fn now(&self) -> Instant {
-        match self {
-            CallClock::Policy(clock) => clock.now(),
-            CallClock::Tokio(clock) => clock.now(),
-            CallClock::System => SystemClock.now(),
-        }
-    }
-}
-
-#[derive(Debug)]
 pub(crate) struct Controller<'p> {
     policy: &'p RetryPolicy,
     idempotency: Idempotency,
-    /// Present only when the policy has a deadline; reading the clock is not
-    /// free, and the success path should not pay for it.
-    deadline: Option<(CallClock<'p>, Instant)>,
+    default_clock: DefaultClock,
+    /// When the call must be over; read the clock only when there is one,
+    /// so the success path does not pay for it.
+    deadline: Option<Instant>,
     attempts: u32,
-    previous_delay: Duration,
+    /// The last sleep, for decorrelated jitter; `None` before the first.
+    previous_delay: Option<Duration>,
     last_outcome: Outcome,
 }
 
 impl<'p> Controller<'p> {
+    #[inline(always)] // keeps the success path free of large moves (see benches/retry.rs)
     pub(crate) fn new(
         policy: &'p RetryPolicy,
         idempotency: Idempotency,
         default: DefaultClock,
     ) -> Self {
-        Self {
+        let mut controller = Self {
             policy,
             idempotency,
+            default_clock: default,
             deadline: None,
             attempts: 0,
-            previous_delay: policy.backoff.base(),
+            previous_delay: None,
             last_outcome: Outcome::Success,
-        }
-        .with_clock(default)
-    }
-
-    fn with_clock(mut self, default: DefaultClock) -> Self {
-        if let Some(deadline) = self.policy.deadline {
-            let clock = match (&self.policy.clock, default) {
-                (Some(clock), _) => CallClock::Policy(clock.as_ref()),
-                (None, DefaultClock::Tokio) => CallClock::Tokio(TokioClock::new()),
-                (None, DefaultClock::System) => CallClock::System,
-            };
-            let ends = clock.now().checked_add(deadline);
+        };
+        if let Some(deadline) = policy.deadline {
             // A deadline past the end of representable time is no deadline.
-            self.deadline = ends.map(|ends| (clock, ends));
+            controller.deadline = controller.now().checked_add(deadline);
         }
-        self
+        controller
     }
 
+    fn now(&self) -> Instant {
+        match (&self.policy.clock, self.default_clock) {
+            (Some(clock), _) => clock.now(),
+            (None, DefaultClock::Tokio) => TokioClock.now(),
+            (None, DefaultClock::System) => SystemClock.now(),
+        }
+    }
+
+    #[inline]
     pub(crate) fn attempts(&self) -> u32 {
         self.attempts
     }
 
     /// How the most recent attempt ended.
+    #[inline]
     pub(crate) fn last_outcome(&self) -> Outcome {
         self.last_outcome
     }
 
     /// Starts the next attempt, or says why none may start.
+    #[inline(always)] // keeps the success path free of large moves (see benches/retry.rs)
     pub(crate) fn begin_attempt(&mut self) -> Result<AttemptPlan, StopReason> {
-        let remaining = match &self.deadline {
-            Some((clock, ends)) => {
-                let remaining = ends.saturating_duration_since(clock.now());
+        let remaining = match self.deadline {
+            Some(ends) => {
+                let remaining = ends.saturating_duration_since(self.now());
                 if remaining.is_zero() {
                     telemetry::gave_up(
                         self.policy,
@@ -149,7 +137,7 @@ impl<'p> Controller<'p> {
         let decision = self.decide(outcome, hint);
         match decision {
             Decision::Retry(delay) => {
-                self.previous_delay = delay;
+                self.previous_delay = Some(delay);
                 telemetry::retrying(self.policy, self.attempts, delay, outcome);
             }
             Decision::Stop(reason) => {
@@ -168,6 +156,7 @@ impl<'p> Controller<'p> {
     }
 
     /// Records a successful call.
+    #[inline]
     pub(crate) fn succeeded(&self) {
         telemetry::succeeded(self.policy, self.attempts);
     }
@@ -187,18 +176,19 @@ impl<'p> Controller<'p> {
         }
         let cap = policy.max_delay;
         let computed = policy.backoff.delay(self.attempts - 1).min(cap);
+        let base = policy.backoff.base();
         let mut delay = policy.jitter.apply(
             computed,
-            self.previous_delay,
-            policy.backoff.base(),
+            self.previous_delay.unwrap_or(base),
+            base,
             cap,
             policy.random.as_ref(),
         );
         if let Some(hint) = hint.or(outcome.retry_after()) {
             delay = delay.max(hint.min(cap));
         }
-        if let Some((clock, ends)) = &self.deadline {
-            let remaining = ends.saturating_duration_since(clock.now());
+        if let Some(ends) = self.deadline {
+            let remaining = ends.saturating_duration_since(self.now());
             if delay >= remaining {
                 return Decision::Stop(StopReason::DeadlineExceeded);
             }

@@ -48,6 +48,7 @@ pub struct RetryPolicy {
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) random: Arc<dyn RandomSource>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) metrics: Metrics,
 }
 

@@ -133,6 +133,7 @@ pub(crate) fn gave_up(policy: &RetryPolicy, attempts: u32, reason: StopReason, o
 }
 
 #[allow(unused_variables)]
+#[inline]
 pub(crate) fn succeeded(policy: &RetryPolicy, attempts: u32) {
     #[cfg(feature = "tracing")]
     if attempts > 1 {

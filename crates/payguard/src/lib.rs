@@ -2,3 +2,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use payguard_core::{Classify, Clock, HttpClassifier, Outcome, RetryAfter, SystemClock};
+
+/// Retries with jittered backoff, `Retry-After`, budgets, deadlines and an
+/// idempotency gate (`payguard-retry`).
+#[cfg(feature = "retry")]
+pub use payguard_retry as retry;
