@@ -7,3 +7,7 @@ pub use payguard_core::{Classify, Clock, HttpClassifier, Outcome, RetryAfter, Sy
 /// idempotency gate (`payguard-retry`).
 #[cfg(feature = "retry")]
 pub use payguard_retry as retry;
+
+/// Circuit breakers that understand payment failures (`payguard-breaker`).
+#[cfg(feature = "breaker")]
+pub use payguard_breaker as breaker;
