@@ -11,3 +11,7 @@ pub use payguard_retry as retry;
 /// Circuit breakers that understand payment failures (`payguard-breaker`).
 #[cfg(feature = "breaker")]
 pub use payguard_breaker as breaker;
+
+/// Webhook signature verification for payment providers (`payguard-webhook`).
+#[cfg(feature = "webhook")]
+pub use payguard_webhook as webhook;
