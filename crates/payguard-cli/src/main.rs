@@ -5,12 +5,14 @@
 // A command-line tool reports on its standard streams.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod redact;
 mod webhook;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Payments reliability tools: webhook verification and signing.
+/// Payments reliability tools: webhook verification and signing, log
+/// redaction.
 #[derive(Debug, Parser)]
 #[command(name = "payguard", version, about, propagate_version = true)]
 struct Cli {
@@ -23,6 +25,8 @@ enum Command {
     /// Verify or sign webhook deliveries.
     #[command(subcommand)]
     Webhook(webhook::Command),
+    /// Copy stdin to stdout with secrets and personal data redacted.
+    Redact(redact::Redact),
 }
 
 /// A failure of a subcommand, with the exit status it maps to.
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Webhook(command) => webhook::run(command),
+        Command::Redact(args) => redact::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,3 +15,8 @@ pub use payguard_breaker as breaker;
 /// Webhook signature verification for payment providers (`payguard-webhook`).
 #[cfg(feature = "webhook")]
 pub use payguard_webhook as webhook;
+
+/// PII and secret redaction for text, JSON, headers and `tracing`
+/// (`payguard-redact`).
+#[cfg(feature = "redact")]
+pub use payguard_redact as redact;
