@@ -20,3 +20,9 @@ pub use payguard_webhook as webhook;
 /// (`payguard-redact`).
 #[cfg(feature = "redact")]
 pub use payguard_redact as redact;
+
+/// Exactly-once effects for HTTP requests and webhook events: a fenced
+/// idempotency store and `Idempotency-Key` middleware
+/// (`payguard-idempotency`).
+#[cfg(feature = "idempotency")]
+pub use payguard_idempotency as idempotency;

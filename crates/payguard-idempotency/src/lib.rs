@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+mod key;
+mod memory;
+#[cfg(feature = "axum")]
+mod middleware;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod reaper;
+mod store;
+
+pub use key::{Fingerprint, KeyError, MAX_KEY_LEN, ScopeKey, parse_key};
+pub use memory::MemoryStore;
+#[cfg(feature = "axum")]
+pub use middleware::{BODY_OMITTED, IDEMPOTENT_REPLAYED, IdempotencyLayer, Idempotent, Tenant};
+#[cfg(feature = "postgres")]
+pub use postgres::{MIGRATOR, PgIdempotencyStore};
+pub use reaper::{ReaperHandle, spawn_reaper};
+pub use store::{
+    BoxFuture, Claim, ClaimRequest, Disposition, IdempotencyStore, Lease, OutcomePolicy,
+    StoreError, StoredResponse,
+};

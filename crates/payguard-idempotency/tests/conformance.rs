@@ -1,0 +1,26 @@
+//! Both backends pass the exported conformance suite.
+
+#![allow(clippy::expect_used)]
+
+use payguard_core::ManualClock;
+use payguard_idempotency::conformance::{self, ManualTime, RealTime};
+use payguard_idempotency::{MemoryStore, PgIdempotencyStore};
+use payguard_test_support::TestDb;
+use std::sync::Arc;
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(Arc::new(clock.clone()));
+    conformance::run(&store, &ManualTime(clock)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    let db = TestDb::with_max_connections(20).await;
+    let store = PgIdempotencyStore::new(db.pool().clone());
+    store.migrate().await.expect("migrate");
+    // Migrating twice is harmless (a second instance starting up).
+    store.migrate().await.expect("migrate again");
+    conformance::run(&store, &RealTime).await;
+}
