@@ -5,6 +5,7 @@
 // A command-line tool reports on its standard streams.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod lock;
 mod redact;
 mod webhook;
 
@@ -12,7 +13,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Payments reliability tools: webhook verification and signing, log
-/// redaction.
+/// redaction, job locks.
 #[derive(Debug, Parser)]
 #[command(name = "payguard", version, about, propagate_version = true)]
 struct Cli {
@@ -27,6 +28,9 @@ enum Command {
     Webhook(webhook::Command),
     /// Copy stdin to stdout with secrets and personal data redacted.
     Redact(redact::Redact),
+    /// Inspect the PostgreSQL job locks of payguard-lock.
+    #[command(subcommand)]
+    Lock(lock::Command),
 }
 
 /// A failure of a subcommand, with the exit status it maps to.
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Webhook(command) => webhook::run(command),
         Command::Redact(args) => redact::run(&args),
+        Command::Lock(command) => lock::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,3 +26,8 @@ pub use payguard_redact as redact;
 /// (`payguard-idempotency`).
 #[cfg(feature = "idempotency")]
 pub use payguard_idempotency as idempotency;
+
+/// A job lock for a fleet: PostgreSQL leases with fencing tokens,
+/// heartbeats and a scheduled job runner (`payguard-lock`).
+#[cfg(feature = "lock")]
+pub use payguard_lock as lock;

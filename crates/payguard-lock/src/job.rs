@@ -1,0 +1,186 @@
+//! [`ScheduledJob`]: a job run every period by whichever instance holds its
+//! lock.
+
+use crate::locker::{Acquisition, LockOptions, Locker, describe_holder};
+use crate::owner::{FencingToken, Owner};
+use payguard_core::{Clock, SystemClock};
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// One run of a scheduled job.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    /// The schedule slot this run is for (its start, on the wall clock).
+    pub slot: SystemTime,
+    /// The lock holder's fencing token.
+    pub token: FencingToken,
+    /// Fires if the lock is lost while the job runs (the job's future is
+    /// also dropped then); pass it to work that outlives an await.
+    pub cancellation: CancellationToken,
+    name: String,
+    owner: Owner,
+}
+
+#[cfg(feature = "postgres")]
+impl JobRun {
+    /// The proof to check in the run's transactions (jobs locked through
+    /// `PgLeaseLock`); with [`Fence::claim_slot`](crate::Fence::claim_slot)
+    /// a slot runs at most once even if two holders briefly coexist.
+    pub fn fence(&self) -> crate::Fence {
+        crate::Fence::new(&self.name, self.owner.clone(), self.token)
+    }
+}
+
+/// A job that runs every `every`, in slots aligned to the Unix epoch (a
+/// 1-hour job runs at the top of each hour), on whichever instance takes
+/// its lock for the slot. Every instance runs the same `ScheduledJob`; the
+/// others skip the slot with a log line and the
+/// `payguard_job_skipped_total` metric.
+///
+/// ```no_run
+/// use payguard_lock::{Locker, PgLeaseLock, ScheduledJob};
+/// use std::{sync::Arc, time::Duration};
+/// use tokio_util::sync::CancellationToken;
+///
+/// # async fn example(pool: sqlx::PgPool) {
+/// let locker = Locker::new(Arc::new(PgLeaseLock::new(pool.clone())));
+/// let shutdown = CancellationToken::new();
+/// ScheduledJob::new("escrow-release", Duration::from_secs(300))
+///     .run(locker, shutdown, |run| {
+///         let pool = pool.clone();
+///         async move {
+///             let mut tx = pool.begin().await?;
+///             if !run.fence().claim_slot(&mut tx, run.slot).await? {
+///                 return Ok(()); // this slot already ran
+///             }
+///             // ... release due escrows in `tx`, fenced by `run.fence()` ...
+///             tx.commit().await?;
+///             Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+///         }
+///     })
+///     .await;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ScheduledJob {
+    name: String,
+    every: Duration,
+    options: LockOptions,
+    clock: Arc<dyn Clock>,
+}
+
+impl ScheduledJob {
+    /// A job named `name` (also its lock name) running every `every`.
+    ///
+    /// Lock options default to a 30 s lease (renewed while the job runs)
+    /// held at least half a period, so an instance whose clock runs a
+    /// little late does not run the same slot again.
+    pub fn new(name: &str, every: Duration) -> Self {
+        Self {
+            name: name.to_owned(),
+            every: every.max(Duration::from_millis(1)),
+            options: LockOptions::new(Duration::from_secs(30)).at_least(every / 2),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses these lock options.
+    pub fn lock_options(mut self, options: LockOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The start of the slot after `now`.
+    fn next_slot(&self, now: SystemTime) -> SystemTime {
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let every = self.every.as_nanos().max(1);
+        let slots = since.as_nanos() / every + 1;
+        let nanos = slots.saturating_mul(every);
+        UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX),
+                u32::try_from(nanos % 1_000_000_000).unwrap_or(0),
+            )
+    }
+
+    /// Runs the schedule until `shutdown` fires. Each slot: try the lock;
+    /// if held elsewhere, skip; else run `job` while the lease holds (it is
+    /// dropped if the lease is lost), then release.
+    pub async fn run<F, Fut, E>(self, locker: Locker, shutdown: CancellationToken, mut job: F)
+    where
+        F: FnMut(JobRun) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        let name = self.name.as_str();
+        loop {
+            let slot = self.next_slot(self.clock.wall());
+            let wait = slot.duration_since(self.clock.wall()).unwrap_or_default();
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let guard = match locker.try_lock(name, &self.options).await {
+                Ok(Acquisition::Acquired(guard)) => guard,
+                Ok(Acquisition::Busy(holder)) => {
+                    tracing::info!(job = name, holder = %describe_holder(&holder), "job skipped: another instance holds its lock");
+                    metrics::counter!("payguard_job_skipped_total", "job" => name.to_owned())
+                        .increment(1);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(job = name, error = %error, "job skipped: could not take its lock");
+                    metrics::counter!("payguard_job_skipped_total", "job" => name.to_owned())
+                        .increment(1);
+                    continue;
+                }
+            };
+            let run = JobRun {
+                slot,
+                token: guard.token(),
+                cancellation: guard.cancellation(),
+                name: name.to_owned(),
+                owner: guard.owner().clone(),
+            };
+            let outcome = match guard.run(job(run)).await {
+                Ok(Ok(())) => "ok",
+                Ok(Err(error)) => {
+                    tracing::warn!(job = name, token = guard.token().get(), error = %error, "job failed");
+                    "failed"
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        job = name,
+                        token = guard.token().get(),
+                        "job stopped: its lock was lost"
+                    );
+                    "lost"
+                }
+            };
+            metrics::counter!("payguard_job_runs_total", "job" => name.to_owned(), "outcome" => outcome).increment(1);
+            if let Err(error) = guard.release().await {
+                tracing::debug!(job = name, error = %error, "releasing the job lock failed; its lease ends on its own");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_align_to_the_epoch() {
+        let job = ScheduledJob::new("j", Duration::from_secs(60));
+        let now = UNIX_EPOCH + Duration::from_secs(3_600 + 59);
+        assert_eq!(job.next_slot(now), UNIX_EPOCH + Duration::from_secs(3_660));
+        let boundary = UNIX_EPOCH + Duration::from_secs(3_660);
+        assert_eq!(
+            job.next_slot(boundary),
+            UNIX_EPOCH + Duration::from_secs(3_720)
+        );
+    }
+}

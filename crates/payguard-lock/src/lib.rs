@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "postgres")]
+mod advisory;
+#[cfg(feature = "test-util")]
+pub mod conformance;
+mod job;
+mod locker;
+mod memory;
+mod owner;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+mod strategy;
+
+#[cfg(feature = "postgres")]
+pub use advisory::{PgAdvisoryLock, advisory_key};
+pub use job::{JobRun, ScheduledJob};
+pub use locker::{Acquisition, LockGuard, LockOptions, Locker, describe_holder};
+pub use memory::MemoryLock;
+pub use owner::{FencingToken, Owner, ProcessId};
+#[cfg(feature = "postgres")]
+pub use postgres::{Fence, MIGRATOR, PgLeaseLock, intent_reference};
+#[cfg(feature = "redis")]
+pub use redis::{RedisLock, Redlock};
+pub use strategy::{Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
+pub use tokio_util::sync::CancellationToken;

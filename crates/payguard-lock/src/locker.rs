@@ -1,0 +1,591 @@
+//! [`Locker`] and [`LockGuard`]: acquiring, holding with a heartbeat, and
+//! stopping the job when the lease is lost.
+
+use crate::owner::{FencingToken, Owner, ProcessId};
+use crate::strategy::{Attempt, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How a lock is held.
+///
+/// # Default
+///
+/// `LockOptions::new(Duration::from_secs(30))`: lease 30 s, renewed every
+/// 10 s (a third), trusted until 3 s (a tenth, at least 1 s, at most a
+/// quarter) before it would end, no `at_least`, no `at_most`, waiting
+/// callers poll every 500 ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOptions {
+    ttl: Duration,
+    heartbeat: Option<Duration>,
+    safety_margin: Option<Duration>,
+    at_least: Duration,
+    at_most: Option<Duration>,
+    poll: Duration,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30))
+    }
+}
+
+impl LockOptions {
+    /// A lease of `ttl`, renewed while held.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            heartbeat: None,
+            safety_margin: None,
+            at_least: Duration::ZERO,
+            at_most: None,
+            poll: Duration::from_millis(500),
+        }
+    }
+
+    /// Renew every `every` (default a third of the lease).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = Some(every);
+        self
+    }
+
+    /// Stop trusting the lease this long before it would end by our own
+    /// clock, to cover clock-rate drift and scheduling delay (default a
+    /// tenth of the lease, at least 1 s, at most a quarter of it).
+    pub fn safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = Some(margin);
+        self
+    }
+
+    /// Keep the lock taken at least this long after acquiring it, even if
+    /// released sooner.
+    pub fn at_least(mut self, at_least: Duration) -> Self {
+        self.at_least = at_least;
+        self
+    }
+
+    /// Never hold the lock longer than this: renewals stop extending the
+    /// lease, and the job is told it lost the lock before the lease ends.
+    pub fn at_most(mut self, at_most: Duration) -> Self {
+        self.at_most = Some(at_most);
+        self
+    }
+
+    /// How often [`Locker::lock`] asks again while the lock is busy
+    /// (jittered ±50 %).
+    pub fn poll_every(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// The lease length.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The renewal interval.
+    pub fn heartbeat_every(&self) -> Duration {
+        self.heartbeat.unwrap_or(self.ttl / 3)
+    }
+
+    /// The safety margin.
+    pub fn margin(&self) -> Duration {
+        self.safety_margin.unwrap_or_else(|| {
+            (self.ttl / 10)
+                .max(Duration::from_secs(1))
+                .min(self.ttl / 4)
+        })
+    }
+
+    /// What the strategy is asked for.
+    pub fn terms(&self) -> LeaseTerms {
+        LeaseTerms {
+            ttl: self.ttl,
+            at_least: self.at_least,
+            at_most: self.at_most,
+        }
+    }
+
+    /// Checks the options the way [`Locker::try_lock`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOptions`] saying which rule is broken.
+    pub fn validate(&self) -> Result<(), LockError> {
+        if self.ttl.is_zero() {
+            return Err(LockError::InvalidOptions(
+                "the lease must be longer than zero",
+            ));
+        }
+        if self.margin() >= self.ttl {
+            return Err(LockError::InvalidOptions(
+                "the safety margin must be shorter than the lease",
+            ));
+        }
+        let every = self.heartbeat_every();
+        if every.is_zero() || every >= self.ttl - self.margin() {
+            return Err(LockError::InvalidOptions(
+                "the heartbeat must be shorter than the lease minus the safety margin",
+            ));
+        }
+        if self.at_most.is_some_and(|at_most| at_most < self.at_least) {
+            return Err(LockError::InvalidOptions(
+                "at_most must not be shorter than at_least",
+            ));
+        }
+        if self.poll.is_zero() {
+            return Err(LockError::InvalidOptions(
+                "the poll interval must be longer than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Takes locks through a [`LockStrategy`].
+///
+/// ```
+/// use payguard_lock::{Acquisition, LockOptions, Locker, MemoryLock};
+/// use std::{sync::Arc, time::Duration};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), payguard_lock::LockError> {
+/// let locker = Locker::new(Arc::new(MemoryLock::new()));
+/// let options = LockOptions::new(Duration::from_secs(30));
+/// if let Acquisition::Acquired(guard) = locker.try_lock("escrow-release", &options).await? {
+///     // Stops with Err(Lost) if the lease is lost while the job runs.
+///     guard.run(async { /* release escrows, fenced by guard.token() */ }).await?;
+///     guard.release().await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Locker {
+    strategy: Arc<dyn LockStrategy>,
+    process: ProcessId,
+}
+
+/// The answer to [`Locker::try_lock`].
+#[derive(Debug)]
+#[must_use = "an acquired lock is released when dropped"]
+pub enum Acquisition {
+    /// Yours until released, dropped or lost.
+    Acquired(LockGuard),
+    /// Held by someone else.
+    Busy(LockInfo),
+}
+
+impl Locker {
+    /// A locker for this process over `strategy`.
+    pub fn new(strategy: Arc<dyn LockStrategy>) -> Self {
+        Self {
+            strategy,
+            process: ProcessId::current(),
+        }
+    }
+
+    /// Uses `process` as this locker's process id (tests of identity
+    /// collisions; owners stay distinct through their nonces).
+    pub fn process_id(mut self, process: ProcessId) -> Self {
+        self.process = process;
+        self
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> &Arc<dyn LockStrategy> {
+        &self.strategy
+    }
+
+    /// Tries once to take `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOptions`], or the strategy's error (the lock is
+    /// then not held).
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        options: &LockOptions,
+    ) -> Result<Acquisition, LockError> {
+        options.validate()?;
+        let owner = Owner::new(self.process);
+        let terms = options.terms();
+        let sent = Instant::now();
+        let kind = self.strategy.kind();
+        match self.strategy.try_acquire(name, &owner, &terms).await? {
+            Attempt::Acquired(grant) => {
+                metrics::counter!("payguard_lock_acquired_total", "lock" => name.to_owned(), "strategy" => kind)
+                    .increment(1);
+                tracing::debug!(
+                    lock = name,
+                    token = grant.token.get(),
+                    strategy = kind,
+                    "lock acquired"
+                );
+                Ok(Acquisition::Acquired(LockGuard::start(
+                    Arc::clone(&self.strategy),
+                    grant,
+                    options,
+                    sent,
+                )))
+            }
+            Attempt::Busy(info) => {
+                metrics::counter!("payguard_lock_busy_total", "lock" => name.to_owned(), "strategy" => kind).increment(1);
+                Ok(Acquisition::Busy(info))
+            }
+        }
+    }
+
+    /// Takes `name`, waiting up to `timeout` while it is busy.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] naming the holder, or as
+    /// [`try_lock`](Self::try_lock).
+    pub async fn lock(
+        &self,
+        name: &str,
+        options: &LockOptions,
+        timeout: Duration,
+    ) -> Result<LockGuard, LockError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = match self.try_lock(name, options).await? {
+                Acquisition::Acquired(guard) => return Ok(guard),
+                Acquisition::Busy(info) => info,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                let info = self.holder(name, info).await;
+                return Err(LockError::Timeout {
+                    name: name.to_owned(),
+                    holder: describe_holder(&info),
+                });
+            }
+            let jittered = options.poll.mul_f64(0.5 + rand::random::<f64>());
+            tokio::time::sleep_until((now + jittered).min(deadline)).await;
+        }
+    }
+
+    /// `busy`, or, if it does not name the holder (it lost a race with
+    /// another taker), the holder as the store now reports it.
+    pub async fn holder(&self, name: &str, busy: LockInfo) -> LockInfo {
+        if busy.owner.is_some() {
+            return busy;
+        }
+        self.locks(Some(name))
+            .await
+            .ok()
+            .and_then(|locks| locks.into_iter().next())
+            .unwrap_or(busy)
+    }
+
+    /// Every lock the store knows, or just `name`.
+    ///
+    /// # Errors
+    ///
+    /// The strategy's error.
+    pub async fn locks(&self, name: Option<&str>) -> Result<Vec<LockInfo>, LockError> {
+        self.strategy.locks(name).await
+    }
+}
+
+/// `owner (host pid N), expires in 12.3s`, or `unknown`.
+pub fn describe_holder(info: &LockInfo) -> String {
+    let Some(owner) = &info.owner else {
+        return "unknown".to_owned();
+    };
+    let mut text = owner.clone();
+    match (&info.host, info.pid) {
+        (Some(host), Some(pid)) => text.push_str(&format!(" ({host} pid {pid})")),
+        (Some(host), None) => text.push_str(&format!(" ({host})")),
+        (None, Some(pid)) => text.push_str(&format!(" (pid {pid})")),
+        (None, None) => {}
+    }
+    if let Some(left) = info.expires_in {
+        text.push_str(&format!(
+            ", token {}, expires in {:.1}s",
+            info.token,
+            left.as_secs_f64()
+        ));
+    }
+    text
+}
+
+/// A held lock. A background heartbeat renews the lease; when renewal is
+/// refused, or the local deadline (send time + lease − safety margin)
+/// passes without a renewal, the guard's cancellation fires and
+/// [`is_held`](Self::is_held) turns false. Dropping the guard releases the
+/// lock in the background; [`release`](Self::release) does it now.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard {
+    shared: Arc<Shared>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    released: bool,
+}
+
+struct Shared {
+    strategy: Arc<dyn LockStrategy>,
+    grant: Grant,
+    terms: LeaseTerms,
+    margin: Duration,
+    every: Duration,
+    hold_until: Option<Instant>,
+    trusted_until: Mutex<Instant>,
+    lost: CancellationToken,
+    stop: CancellationToken,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("name", &self.shared.grant.name)
+            .field("token", &self.shared.grant.token)
+            .field("held", &self.is_held())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn trusted_until(&self) -> Instant {
+        *self
+            .trusted_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Trusts the lease until `sent + remaining − margin` (never past
+    /// `at_most`).
+    fn trust(&self, sent: Instant, remaining: Duration) -> Instant {
+        let mut until = sent + remaining.min(self.terms.ttl).saturating_sub(self.margin);
+        if let Some(hold_until) = self.hold_until {
+            until = until.min(hold_until);
+        }
+        *self
+            .trusted_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = until;
+        until
+    }
+
+    fn mark_lost(&self, reason: &'static str) {
+        if self.lost.is_cancelled() {
+            return;
+        }
+        let name = &self.grant.name;
+        tracing::warn!(lock = %name, token = self.grant.token.get(), strategy = self.strategy.kind(), reason, "lock lost");
+        metrics::counter!("payguard_lock_lost_total", "lock" => name.clone(), "strategy" => self.strategy.kind())
+            .increment(1);
+        self.lost.cancel();
+    }
+}
+
+impl LockGuard {
+    fn start(
+        strategy: Arc<dyn LockStrategy>,
+        grant: Grant,
+        options: &LockOptions,
+        sent: Instant,
+    ) -> Self {
+        let margin = options.margin();
+        let shared = Arc::new(Shared {
+            strategy,
+            terms: options.terms(),
+            margin,
+            every: options.heartbeat_every(),
+            hold_until: options
+                .at_most
+                .map(|at_most| sent + at_most.saturating_sub(margin)),
+            trusted_until: Mutex::new(sent),
+            lost: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            grant,
+        });
+        shared.trust(sent, shared.grant.remaining);
+        let heartbeat = tokio::spawn(heartbeat(Arc::clone(&shared)));
+        Self {
+            shared,
+            heartbeat,
+            released: false,
+        }
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        &self.shared.grant.name
+    }
+
+    /// This acquisition's fencing token: larger than every earlier
+    /// holder's. Pass it to whatever the job writes, so a resource can
+    /// refuse a holder that was taken over.
+    pub fn token(&self) -> FencingToken {
+        self.shared.grant.token
+    }
+
+    /// This acquisition's owner.
+    pub fn owner(&self) -> &Owner {
+        &self.shared.grant.owner
+    }
+
+    /// What renew and release use.
+    pub fn grant(&self) -> &Grant {
+        &self.shared.grant
+    }
+
+    /// Whether the lease can still be trusted: not lost, and the local
+    /// deadline not passed.
+    pub fn is_held(&self) -> bool {
+        !self.shared.lost.is_cancelled() && Instant::now() < self.shared.trusted_until()
+    }
+
+    /// Fires when the lease is lost. Hand it to the job so it stops.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.shared.lost.clone()
+    }
+
+    /// Completes when the lease is lost.
+    pub async fn lost(&self) {
+        self.shared.lost.cancelled().await;
+    }
+
+    /// Runs `job` while the lease holds; if it is lost first, `job` is
+    /// dropped (stopped at its next await) and the answer is
+    /// [`LockError::Lost`].
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Lost`].
+    pub async fn run<F: Future>(&self, job: F) -> Result<F::Output, LockError> {
+        tokio::select! {
+            biased;
+            () = self.shared.lost.cancelled() => Err(LockError::lost(self.name())),
+            output = job => Ok(output),
+        }
+    }
+
+    /// Releases the lock now (it stays taken until `at_least` after
+    /// acquisition).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Lost`] if it was no longer ours (nothing changed);
+    /// [`LockError::Unavailable`] (the lease then ends on its own).
+    pub async fn release(mut self) -> Result<(), LockError> {
+        self.released = true;
+        self.shared.stop.cancel();
+        self.heartbeat.abort();
+        let shared = &self.shared;
+        let result = shared.strategy.release(&shared.grant, &shared.terms).await;
+        shared.lost.cancel();
+        result
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
+        self.heartbeat.abort();
+        if self.released {
+            return;
+        }
+        self.shared.lost.cancel();
+        let shared = Arc::clone(&self.shared);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = shared.strategy.release(&shared.grant, &shared.terms).await {
+                    tracing::debug!(lock = %shared.grant.name, error = %error, "releasing a dropped lock guard failed; the lease ends on its own");
+                }
+            });
+        }
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>) {
+    let mut retry_soon = false;
+    loop {
+        let deadline = shared.trusted_until();
+        let every = if retry_soon {
+            shared.every / 4
+        } else {
+            shared.every
+        };
+        let wake = (Instant::now() + every).min(deadline);
+        tokio::select! {
+            () = shared.stop.cancelled() => return,
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        if Instant::now() >= deadline {
+            shared.mark_lost("the local deadline passed without a renewal");
+            return;
+        }
+        let sent = Instant::now();
+        let renewal = tokio::time::timeout_at(
+            deadline,
+            shared.strategy.renew(&shared.grant, &shared.terms),
+        );
+        let result = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            result = renewal => result,
+        };
+        match result {
+            Ok(Ok(remaining)) => {
+                retry_soon = false;
+                if shared.trust(sent, remaining) <= Instant::now() {
+                    shared.mark_lost("the lease reached at_most or its end");
+                    return;
+                }
+            }
+            Ok(Err(LockError::Lost { .. })) => {
+                shared.mark_lost("renewal refused: the lease expired or was taken over");
+                return;
+            }
+            Ok(Err(error)) => {
+                retry_soon = true;
+                tracing::warn!(lock = %shared.grant.name, error = %error, "lock renewal failed; retrying until the deadline");
+            }
+            Err(_) => {
+                shared.mark_lost("the local deadline passed while renewing");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        assert!(LockOptions::new(Duration::from_secs(30)).validate().is_ok());
+        assert!(
+            LockOptions::new(Duration::from_millis(300))
+                .validate()
+                .is_ok()
+        );
+        assert!(LockOptions::new(Duration::ZERO).validate().is_err());
+        let slow_heartbeat =
+            LockOptions::new(Duration::from_secs(10)).heartbeat(Duration::from_secs(10));
+        assert!(slow_heartbeat.validate().is_err());
+        let big_margin =
+            LockOptions::new(Duration::from_secs(10)).safety_margin(Duration::from_secs(10));
+        assert!(big_margin.validate().is_err());
+        let inverted = LockOptions::new(Duration::from_secs(10))
+            .at_least(Duration::from_secs(60))
+            .at_most(Duration::from_secs(30));
+        assert!(inverted.validate().is_err());
+        assert_eq!(
+            LockOptions::new(Duration::from_secs(30)).margin(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            LockOptions::new(Duration::from_secs(2)).margin(),
+            Duration::from_millis(500)
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Who holds a lock, and the token that orders holders.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+/// This process's identity in lock records: 16 random bytes drawn once per
+/// process. Never the hostname: two hosts (or two containers) with the same
+/// name must not share locks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessId([u8; 16]);
+
+impl ProcessId {
+    /// The id of this process (random, drawn on first use).
+    pub fn current() -> Self {
+        static CURRENT: OnceLock<ProcessId> = OnceLock::new();
+        *CURRENT.get_or_init(|| Self(rand::random()))
+    }
+
+    /// A given id, for tests that need two lockers to claim the same one.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Debug for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProcessId({self})")
+    }
+}
+
+/// One acquisition's owner: the process id plus a random per-acquisition
+/// nonce, so two acquisitions never share ownership, even by processes
+/// configured with the same id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Owner(String);
+
+impl Owner {
+    /// A fresh owner for one acquisition by `process`.
+    pub fn new(process: ProcessId) -> Self {
+        Self(format!("{process}:{:016x}", rand::random::<u64>()))
+    }
+
+    /// The owner as stored (`<process id>:<nonce>`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Owner({})", self.0)
+    }
+}
+
+/// A fencing token: every acquisition of a lock name gets a larger one than
+/// all before it. A resource that remembers the largest token it has seen
+/// and refuses smaller ones cannot be written by a holder whose lease was
+/// taken over (Kleppmann's fencing).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct FencingToken(u64);
+
+impl FencingToken {
+    /// A token with this value.
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The value as a PostgreSQL `bigint`.
+    pub fn as_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+}
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_differ_per_acquisition_even_with_one_process_id() {
+        let process = ProcessId::from_bytes([7; 16]);
+        assert_ne!(Owner::new(process), Owner::new(process));
+        assert!(Owner::new(process).as_str().starts_with("07070707"));
+        assert_eq!(ProcessId::current(), ProcessId::current());
+    }
+}

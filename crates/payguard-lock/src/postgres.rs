@@ -1,0 +1,466 @@
+//! [`PgLeaseLock`], the default strategy, and [`Fence`], which checks a
+//! holder's token inside the caller's own transaction.
+
+use crate::locker::LockGuard;
+use crate::owner::{FencingToken, Owner};
+use crate::strategy::{
+    Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, host_name, millis,
+};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The schema migrations (`payguard_locks`, `payguard_lock_slots`,
+/// `payguard_lock_intents`), embedded.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A lease in `payguard_locks`, one row per lock name, judged by the
+/// database clock (`clock_timestamp()`), so the clocks of your instances
+/// do not matter.
+///
+/// - Acquiring is one statement: it reads the row and, only if the lease
+///   is free or expired, takes it with an upsert that bumps the row's
+///   fencing token under the row lock (so tokens grow in commit order);
+///   a busy answer names the holder and writes nothing.
+/// - Renewing and releasing are one statement each and require the
+///   current owner *and* token; renewing also requires an unexpired lease,
+///   so a holder that was away too long can never resurrect it.
+/// - [`Fence::check`] lets the job's own transaction refuse to commit once
+///   the lease is no longer its own.
+#[derive(Debug, Clone)]
+pub struct PgLeaseLock {
+    pool: PgPool,
+    host: Option<String>,
+}
+
+const ACQUIRE: &str = r#"
+WITH current AS (
+    SELECT owner, token, expires_at, holder_host, holder_pid
+      FROM payguard_locks
+     WHERE name = $1 AND expires_at > clock_timestamp()
+),
+acquired AS (
+    INSERT INTO payguard_locks AS l
+        (name, owner, token, acquired_at, renewed_at, expires_at, hold_until, holder_host, holder_pid)
+    SELECT $1, $2, 1, clock_timestamp(), clock_timestamp(),
+           clock_timestamp() + make_interval(secs => $3::float8 / 1000),
+           clock_timestamp() + make_interval(secs => $4::float8 / 1000),
+           $5, $6
+     WHERE NOT EXISTS (SELECT 1 FROM current)
+    ON CONFLICT (name) DO UPDATE SET
+        owner = EXCLUDED.owner,
+        token = l.token + 1,
+        acquired_at = clock_timestamp(),
+        renewed_at = clock_timestamp(),
+        expires_at = clock_timestamp() + make_interval(secs => $3::float8 / 1000),
+        hold_until = clock_timestamp() + make_interval(secs => $4::float8 / 1000),
+        holder_host = EXCLUDED.holder_host,
+        holder_pid = EXCLUDED.holder_pid
+    WHERE l.expires_at <= clock_timestamp()
+    RETURNING token, expires_at
+)
+SELECT true AS acquired, token, NULL::text AS owner, expires_at, NULL::text AS holder_host, NULL::integer AS holder_pid,
+       EXTRACT(EPOCH FROM expires_at)::float8 AS expires_epoch,
+       GREATEST(0, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms
+  FROM acquired
+UNION ALL
+SELECT false, token, owner, expires_at, holder_host, holder_pid,
+       EXTRACT(EPOCH FROM expires_at)::float8,
+       GREATEST(0, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::bigint
+  FROM current
+"#;
+
+const RENEW: &str = "UPDATE payguard_locks
+    SET renewed_at = clock_timestamp(),
+        expires_at = LEAST(clock_timestamp() + make_interval(secs => $4::float8 / 1000),
+                           COALESCE(hold_until, 'infinity'::timestamptz))
+  WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
+RETURNING GREATEST(0, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::bigint";
+
+const RELEASE: &str = "UPDATE payguard_locks
+    SET owner = NULL,
+        expires_at = GREATEST(clock_timestamp(), acquired_at + make_interval(secs => $4::float8 / 1000))
+  WHERE name = $1 AND owner = $2 AND token = $3";
+
+const LOCKS: &str = "SELECT name, CASE WHEN expires_at > clock_timestamp() THEN owner END AS owner, token,
+       holder_host, holder_pid, EXTRACT(EPOCH FROM expires_at)::float8 AS expires_epoch,
+       GREATEST(0, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms
+  FROM payguard_locks
+ WHERE $1::text IS NULL OR name = $1
+ ORDER BY name";
+
+const CHECK: &str = "SELECT 1 FROM payguard_locks
+  WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
+    FOR SHARE";
+
+const INTENT: &str = "WITH inserted AS (
+    INSERT INTO payguard_lock_intents (lock_name, item, reference, token) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (lock_name, item) DO NOTHING
+    RETURNING reference
+)
+SELECT reference FROM inserted
+UNION ALL
+SELECT reference FROM payguard_lock_intents
+ WHERE lock_name = $1 AND item = $2 AND NOT EXISTS (SELECT 1 FROM inserted)";
+
+const SLOT: &str = "INSERT INTO payguard_lock_slots (lock_name, slot, token)
+VALUES ($1, to_timestamp($2::float8), $3)
+ON CONFLICT (lock_name, slot) DO NOTHING";
+
+fn unavailable(error: sqlx::Error) -> LockError {
+    LockError::unavailable(error)
+}
+
+fn remaining(row: &PgRow) -> Result<Duration, LockError> {
+    let ms: i64 = row.try_get("remaining_ms").map_err(unavailable)?;
+    Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+fn info(name: String, row: &PgRow) -> Result<LockInfo, LockError> {
+    let get = |error: sqlx::Error| unavailable(error);
+    let epoch: Option<f64> = row.try_get("expires_epoch").map_err(get)?;
+    let token: i64 = row.try_get("token").map_err(get)?;
+    let pid: Option<i32> = row.try_get("holder_pid").map_err(get)?;
+    Ok(LockInfo {
+        name,
+        owner: row.try_get("owner").map_err(get)?,
+        token: u64::try_from(token).unwrap_or(0),
+        expires_at: epoch
+            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+            .map(|seconds| UNIX_EPOCH + Duration::from_secs_f64(seconds)),
+        expires_in: Some(remaining(row)?),
+        host: row.try_get("holder_host").map_err(get)?,
+        pid: pid.and_then(|pid| u32::try_from(pid).ok()),
+    })
+}
+
+impl PgLeaseLock {
+    /// The acquisition statement (`$1` name, `$2` owner, `$3` lease ms,
+    /// `$4` at-most ms or NULL, `$5` host, `$6` pid), for review and load
+    /// tests.
+    pub const ACQUIRE_SQL: &'static str = ACQUIRE;
+    /// The renewal statement (`$1` name, `$2` owner, `$3` token, `$4` lease ms).
+    pub const RENEW_SQL: &'static str = RENEW;
+    /// The release statement (`$1` name, `$2` owner, `$3` token, `$4` at-least ms).
+    pub const RELEASE_SQL: &'static str = RELEASE;
+
+    /// Leases in `pool`'s database. Run [`migrate`](Self::migrate) once
+    /// before use.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            host: host_name(),
+        }
+    }
+
+    /// Creates the tables if they do not exist, recording the version in
+    /// its own `_payguard_lock_migrations` table (your own `sqlx::migrate!`
+    /// history is untouched).
+    ///
+    /// # Errors
+    ///
+    /// The migration error.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        let mut migrator = sqlx::migrate::Migrator::with_migrations(MIGRATOR.migrations.to_vec());
+        migrator.dangerous_set_table_name("_payguard_lock_migrations");
+        migrator.run(&self.pool).await
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn acquire_once(
+        &self,
+        name: &str,
+        owner: &Owner,
+        terms: &LeaseTerms,
+    ) -> Result<Option<Attempt>, LockError> {
+        let lease = terms
+            .at_most
+            .map_or(terms.ttl, |at_most| terms.ttl.min(at_most));
+        let row = sqlx::query(ACQUIRE)
+            .bind(name)
+            .bind(owner.as_str())
+            .bind(millis(lease))
+            .bind(terms.at_most.map(millis))
+            .bind(self.host.as_deref())
+            .bind(i32::try_from(std::process::id()).ok())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let acquired: bool = row.try_get("acquired").map_err(unavailable)?;
+        if acquired {
+            let token: i64 = row.try_get("token").map_err(unavailable)?;
+            return Ok(Some(Attempt::Acquired(Grant {
+                name: name.to_owned(),
+                owner: owner.clone(),
+                token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
+                remaining: remaining(&row)?,
+            })));
+        }
+        Ok(Some(Attempt::Busy(info(name.to_owned(), &row)?)))
+    }
+}
+
+impl LockStrategy for PgLeaseLock {
+    fn kind(&self) -> &'static str {
+        "pg-lease"
+    }
+
+    fn try_acquire<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a Owner,
+        terms: &'a LeaseTerms,
+    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+        Box::pin(async move {
+            // No row at all: another acquisition committed after this
+            // statement's snapshot. It is busy; who holds it is not known
+            // (asking again would cost a statement on every contended
+            // attempt).
+            Ok(self
+                .acquire_once(name, owner, terms)
+                .await?
+                .unwrap_or_else(|| {
+                    Attempt::Busy(LockInfo {
+                        name: name.to_owned(),
+                        ..LockInfo::default()
+                    })
+                }))
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        grant: &'a Grant,
+        terms: &'a LeaseTerms,
+    ) -> BoxFuture<'a, Result<Duration, LockError>> {
+        Box::pin(async move {
+            let row: Option<i64> = sqlx::query_scalar(RENEW)
+                .bind(&grant.name)
+                .bind(grant.owner.as_str())
+                .bind(grant.token.as_i64())
+                .bind(millis(terms.ttl))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            row.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+                .ok_or_else(|| LockError::lost(&grant.name))
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        grant: &'a Grant,
+        terms: &'a LeaseTerms,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            let result = sqlx::query(RELEASE)
+                .bind(&grant.name)
+                .bind(grant.owner.as_str())
+                .bind(grant.token.as_i64())
+                .bind(millis(terms.at_least))
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            if result.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(LockError::lost(&grant.name))
+            }
+        })
+    }
+
+    fn locks<'a>(
+        &'a self,
+        name: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<LockInfo>, LockError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(LOCKS)
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            rows.iter()
+                .map(|row| info(row.try_get("name").map_err(unavailable)?, row))
+                .collect()
+        })
+    }
+}
+
+/// A holder's proof, to check inside the transaction that makes the
+/// protected change (for locks held through [`PgLeaseLock`]).
+///
+/// ```no_run
+/// # async fn example(guard: payguard_lock::LockGuard, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let fence = guard.fence();
+/// let mut tx = pool.begin().await?;
+/// fence.check(&mut tx).await?; // Err(Lost) once another instance took over
+/// sqlx::query("UPDATE escrows SET state = 'released' WHERE id = $1").bind(42_i64).execute(&mut *tx).await?;
+/// tx.commit().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    name: String,
+    owner: Owner,
+    token: FencingToken,
+}
+
+impl LockGuard {
+    /// The proof to check in the job's transactions.
+    pub fn fence(&self) -> Fence {
+        Fence::new(self.name(), self.owner().clone(), self.token())
+    }
+}
+
+impl Fence {
+    pub(crate) fn new(name: &str, owner: Owner, token: FencingToken) -> Self {
+        Self {
+            name: name.to_owned(),
+            owner,
+            token,
+        }
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The holder's token.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// Checks, inside the caller's transaction, that this holder still owns
+    /// a live lease, and keeps anyone from taking it over until the
+    /// transaction ends (`FOR SHARE` on the lock row): a change made after
+    /// this check commits only while the lease is ours. Keep such
+    /// transactions short: a takeover, and our own renewal, wait for them.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Lost`]: roll back. [`LockError::Unavailable`].
+    pub async fn check(&self, connection: &mut PgConnection) -> Result<(), LockError> {
+        let held = sqlx::query(CHECK)
+            .bind(&self.name)
+            .bind(self.owner.as_str())
+            .bind(self.token.as_i64())
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+        held.map(|_| ()).ok_or_else(|| LockError::lost(&self.name))
+    }
+
+    /// The reference to send to a gateway for `item` (a payout, a
+    /// transfer): checks the lease, then returns the reference recorded for
+    /// this lock and item, recording [`intent_reference`] of this holder's
+    /// token if there is none. Every later holder gets the same reference,
+    /// so a payout retried after a takeover is deduplicated by the
+    /// gateway instead of paid twice. Commit the transaction before calling
+    /// the gateway.
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    pub async fn reference(
+        &self,
+        connection: &mut PgConnection,
+        item: &str,
+    ) -> Result<String, LockError> {
+        self.check(&mut *connection).await?;
+        let reference = intent_reference(&self.name, self.token, item);
+        for _ in 0..3 {
+            let recorded: Option<String> = sqlx::query_scalar(INTENT)
+                .bind(&self.name)
+                .bind(item)
+                .bind(&reference)
+                .bind(self.token.as_i64())
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(unavailable)?;
+            if let Some(recorded) = recorded {
+                return Ok(recorded);
+            }
+        }
+        Err(LockError::Unsupported(format!(
+            "the intent for {item:?} keeps changing under concurrent writers"
+        )))
+    }
+
+    /// Records that the run for schedule `slot` happened: `true` the first
+    /// time for this lock and slot, `false` ever after, so a tick runs at
+    /// most once even if two holders briefly coexist. Call it in the
+    /// transaction that makes the run's changes (after checking the lease).
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
+    pub async fn claim_slot(
+        &self,
+        connection: &mut PgConnection,
+        slot: SystemTime,
+    ) -> Result<bool, LockError> {
+        self.check(&mut *connection).await?;
+        let seconds = slot
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        let result = sqlx::query(SLOT)
+            .bind(&self.name)
+            .bind(seconds)
+            .bind(self.token.as_i64())
+            .execute(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+/// The gateway reference for `item` done under `lock` by the holder with
+/// `token`: `pgl_` and 32 hex digits of SHA-256 over the three, safe for
+/// Paystack, Flutterwave and Stripe references. Use [`Fence::reference`],
+/// which keeps the first holder's reference for later holders.
+pub fn intent_reference(lock: &str, token: FencingToken, item: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(lock.as_bytes())
+        .chain_update([0])
+        .chain_update(token.get().to_be_bytes())
+        .chain_update([0])
+        .chain_update(item.as_bytes())
+        .finalize();
+    let mut reference = String::from("pgl_");
+    for byte in digest.iter().take(16) {
+        reference.push_str(&format!("{byte:02x}"));
+    }
+    reference
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_stable_and_distinct() {
+        let a = intent_reference("escrow-release", FencingToken::new(7), "booking-42");
+        assert_eq!(
+            a,
+            intent_reference("escrow-release", FencingToken::new(7), "booking-42")
+        );
+        assert_eq!(a.len(), 36);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        assert_ne!(
+            a,
+            intent_reference("escrow-release", FencingToken::new(8), "booking-42")
+        );
+        assert_ne!(
+            a,
+            intent_reference("escrow-release", FencingToken::new(7), "booking-43")
+        );
+    }
+}
