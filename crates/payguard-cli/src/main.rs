@@ -28,7 +28,7 @@ enum Command {
     Webhook(webhook::Command),
     /// Copy stdin to stdout with secrets and personal data redacted.
     Redact(redact::Redact),
-    /// Inspect the PostgreSQL job locks of payguard-lock.
+    /// Run commands under fleet-wide PostgreSQL job locks, and inspect them.
     #[command(subcommand)]
     Lock(lock::Command),
 }
@@ -40,6 +40,8 @@ enum Failure {
     Rejected(String),
     /// The command could not run as asked (exit 2, like a usage error).
     Usage(String),
+    /// Exit with this status; anything to say was said already.
+    Exit(u8),
 }
 
 fn main() -> ExitCode {
@@ -59,5 +61,6 @@ fn main() -> ExitCode {
             eprintln!("payguard: {reason}");
             ExitCode::from(2)
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
