@@ -1,0 +1,456 @@
+//! The Flutterwave v3 subset, under `/flutterwave/v3`. Amounts on the wire
+//! are in major units (`5000.50`), as in Flutterwave's API; the books keep
+//! minor units.
+
+// Indexing a serde_json::Value by key yields Null when absent; it never panics.
+#![allow(clippy::indexing_slicing)]
+
+use crate::control::{Settle, TransferOutcome};
+use crate::faults::{self, envelope};
+use crate::model::{Charge, Provider, Refund, Transfer};
+use crate::{Sim, api};
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const FLUTTERWAVE: Provider = Provider::Flutterwave;
+
+pub(crate) fn router(sim: Sim) -> Router {
+    Router::new()
+        .route("/payments", post(create_payment))
+        .route(
+            "/transactions/verify_by_reference",
+            get(verify_by_reference),
+        )
+        .route("/transactions/{id}/verify", get(verify))
+        .route("/transactions/{id}/refund", post(create_refund))
+        .route("/refunds/{id}", get(fetch_refund))
+        .route("/transfers", post(create_transfer).get(list_transfers))
+        .route("/transfers/{id}", get(fetch_transfer))
+        .route("/transfers/{id}/retries", post(retry_transfer))
+        .fallback(|| async { fail(StatusCode::NOT_FOUND, "Not found") })
+        .layer(from_fn_with_state(sim.clone(), authorize))
+        .layer(from_fn_with_state(
+            (sim.clone(), FLUTTERWAVE),
+            faults::apply,
+        ))
+        .with_state(sim)
+}
+
+fn ok(message: &str, data: Value) -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "status": "success", "message": message, "data": data })),
+    )
+        .into_response()
+}
+
+fn fail(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(envelope(FLUTTERWAVE, message))).into_response()
+}
+
+async fn authorize(State(sim): State<Sim>, request: Request, next: Next) -> Response {
+    let expected = format!("Bearer {}", sim.config.flutterwave_secret_key);
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if presented != Some(expected.as_str()) {
+        return fail(StatusCode::UNAUTHORIZED, "Invalid authorization key");
+    }
+    next.run(request).await
+}
+
+/// A JSON object body.
+fn body(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .filter(Value::is_object)
+}
+
+async fn create_payment(State(sim): State<Sim>, bytes: Bytes) -> Response {
+    let Some(request) = body(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, "Invalid JSON body");
+    };
+    let Some(reference) = request["tx_ref"].as_str().filter(|text| !text.is_empty()) else {
+        return fail(StatusCode::BAD_REQUEST, "tx_ref is required");
+    };
+    let Some(amount) = api::major_to_minor(&request["amount"]) else {
+        return fail(StatusCode::BAD_REQUEST, "Invalid amount");
+    };
+    let Some(email) = request["customer"]["email"]
+        .as_str()
+        .filter(|email| email.contains('@'))
+    else {
+        return fail(StatusCode::BAD_REQUEST, "customer.email is required");
+    };
+    let currency = request["currency"].as_str().unwrap_or("NGN").to_owned();
+    let now = sim.now();
+    {
+        let mut books = sim.books();
+        let key = (FLUTTERWAVE, reference.to_owned());
+        if books.charges.contains_key(&key) {
+            return fail(StatusCode::BAD_REQUEST, "Duplicate transaction reference");
+        }
+        let id = books.new_id();
+        books.charges.insert(
+            key,
+            Charge {
+                provider: FLUTTERWAVE,
+                id,
+                reference: reference.to_owned(),
+                amount,
+                currency,
+                email: email.to_owned(),
+                status: "pending".to_owned(),
+                refunded: 0,
+                created_at: now,
+                paid_at: None,
+            },
+        );
+    }
+    ok(
+        "Hosted Link",
+        json!({ "link": format!("{}/_sim/checkout/flutterwave/{reference}", sim.base_url) }),
+    )
+}
+
+fn charge_answer(charge: Option<&Charge>) -> Response {
+    match charge {
+        Some(charge) => ok(
+            "Transaction fetched successfully",
+            charge.flutterwave_json(),
+        ),
+        None => fail(
+            StatusCode::NOT_FOUND,
+            "No transaction was found for this id",
+        ),
+    }
+}
+
+async fn verify(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    let books = sim.books();
+    charge_answer(
+        books
+            .charges
+            .values()
+            .find(|charge| charge.provider == FLUTTERWAVE && charge.id.to_string() == id),
+    )
+}
+
+async fn verify_by_reference(
+    State(sim): State<Sim>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(reference) = query.get("tx_ref") else {
+        return fail(StatusCode::BAD_REQUEST, "tx_ref is required");
+    };
+    charge_answer(sim.books().charges.get(&(FLUTTERWAVE, reference.clone())))
+}
+
+async fn create_refund(State(sim): State<Sim>, Path(id): Path<String>, bytes: Bytes) -> Response {
+    let request = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match body(&bytes) {
+            Some(request) => request,
+            None => return fail(StatusCode::BAD_REQUEST, "Invalid JSON body"),
+        }
+    };
+    let asked = match &request["amount"] {
+        Value::Null => None,
+        value => match api::major_to_minor(value) {
+            Some(amount) => Some(amount),
+            None => return fail(StatusCode::BAD_REQUEST, "Invalid amount"),
+        },
+    };
+    let now = sim.now();
+    let initial = sim.config.initial_balance;
+    let (refund, charge_id) = {
+        let mut books = sim.books();
+        let refund_id = books.new_id();
+        let Some(charge) = books
+            .charges
+            .values_mut()
+            .find(|charge| charge.provider == FLUTTERWAVE && charge.id.to_string() == id)
+        else {
+            return fail(
+                StatusCode::NOT_FOUND,
+                "No transaction was found for this id",
+            );
+        };
+        if charge.status != "successful" {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "Only successful transactions can be refunded",
+            );
+        }
+        let remaining = charge.amount - charge.refunded;
+        let amount = asked.unwrap_or(remaining);
+        if amount <= 0 || amount > remaining {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "Refund amount is more than what is left on this transaction",
+            );
+        }
+        charge.refunded += amount;
+        let refund = Refund {
+            provider: FLUTTERWAVE,
+            id: refund_id,
+            charge_reference: charge.reference.clone(),
+            amount,
+            currency: charge.currency.clone(),
+            status: "pending".to_owned(),
+            created_at: now,
+        };
+        let charge_id = charge.id;
+        books.credit(FLUTTERWAVE, &refund.currency, -amount, initial);
+        books.refunds.push(refund.clone());
+        (refund, charge_id)
+    };
+    sim.auto_settle(Settle::Refund {
+        id: refund.id,
+        processed: true,
+    });
+    ok(
+        "Transaction refund initiated",
+        refund.flutterwave_json(charge_id),
+    )
+}
+
+async fn fetch_refund(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    let books = sim.books();
+    let Some(refund) = books
+        .refunds
+        .iter()
+        .find(|refund| refund.provider == FLUTTERWAVE && refund.id.to_string() == id)
+    else {
+        return fail(StatusCode::NOT_FOUND, "Refund not found");
+    };
+    let charge_id = books
+        .charges
+        .get(&(FLUTTERWAVE, refund.charge_reference.clone()))
+        .map_or(0, |charge| charge.id);
+    ok("Refund fetched", refund.flutterwave_json(charge_id))
+}
+
+async fn create_transfer(State(sim): State<Sim>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let key = headers
+        .get("x-idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| !key.is_empty())
+        .map(str::to_owned);
+    if let Some(key) = &key
+        && let Some((status, body)) = sim.books().idempotent_responses.get(key).cloned()
+    {
+        let mut response = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert("x-idempotency-cache-hit", HeaderValue::from_static("true"));
+        return response;
+    }
+    let (status, body) = transfer(&sim, &bytes);
+    if let Some(key) = key {
+        sim.books()
+            .idempotent_responses
+            .insert(key, (status.as_u16(), body.clone()));
+    }
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Creates a transfer, answering the status and JSON body.
+fn transfer(sim: &Sim, bytes: &[u8]) -> (StatusCode, Vec<u8>) {
+    let answer = |status: StatusCode, value: Value| (status, value.to_string().into_bytes());
+    let failure =
+        |status: StatusCode, message: &str| answer(status, envelope(FLUTTERWAVE, message));
+    let Ok(request) = serde_json::from_slice::<Value>(bytes) else {
+        return failure(StatusCode::BAD_REQUEST, "Invalid JSON body");
+    };
+    let field = |name: &str| {
+        request[name]
+            .as_str()
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    let (Some(bank), Some(account)) = (field("account_bank"), field("account_number")) else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "account_bank and account_number are required",
+        );
+    };
+    let Some(amount) = api::major_to_minor(&request["amount"]) else {
+        return failure(StatusCode::BAD_REQUEST, "Invalid amount");
+    };
+    let Some(reference) = field("reference") else {
+        return failure(StatusCode::BAD_REQUEST, "reference is required");
+    };
+    if !reference
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'))
+        || reference.len() > 100
+    {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "Invalid reference: use up to 100 letters, digits, - or _",
+        );
+    }
+    let currency = field("currency").unwrap_or_else(|| "NGN".to_owned());
+    let narration = field("narration").unwrap_or_default();
+    let recipient = format!("{bank}:{account}");
+    let fingerprint = format!("{amount}|{currency}|{recipient}|{narration}");
+    let now = sim.now();
+    let initial = sim.config.initial_balance;
+    let transfer = {
+        let mut books = sim.books();
+        let key = (FLUTTERWAVE, reference.clone());
+        if let Some(existing) = books.transfers.get_mut(&key) {
+            if existing.fingerprint != fingerprint {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "Duplicate reference: a transfer with this reference has different details",
+                );
+            }
+            existing.create_requests += 1;
+            return answer(
+                StatusCode::OK,
+                json!({
+                    "status": "success",
+                    "message": "Transfer Queued Successfully",
+                    "data": existing.flutterwave_json(),
+                }),
+            );
+        }
+        if books.balance(FLUTTERWAVE, &currency, initial) < amount {
+            return failure(StatusCode::BAD_REQUEST, "Insufficient balance");
+        }
+        books.credit(FLUTTERWAVE, &currency, -amount, initial);
+        let id = books.new_id();
+        let transfer = Transfer {
+            provider: FLUTTERWAVE,
+            id,
+            reference: reference.clone(),
+            amount,
+            currency,
+            recipient,
+            reason: narration,
+            status: "NEW".to_owned(),
+            transfer_code: String::new(),
+            create_requests: 1,
+            attempts: 1,
+            failure: None,
+            created_at: now,
+            fingerprint,
+        };
+        books.transfers.insert(key, transfer.clone());
+        transfer
+    };
+    sim.auto_settle(Settle::Transfer {
+        provider: FLUTTERWAVE,
+        reference,
+        outcome: TransferOutcome::Success,
+        reason: None,
+    });
+    answer(
+        StatusCode::OK,
+        json!({
+            "status": "success",
+            "message": "Transfer Queued Successfully",
+            "data": transfer.flutterwave_json(),
+        }),
+    )
+}
+
+async fn fetch_transfer(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    let books = sim.books();
+    match books
+        .transfers
+        .values()
+        .find(|transfer| transfer.provider == FLUTTERWAVE && transfer.id.to_string() == id)
+    {
+        Some(transfer) => ok("Transfer fetched", transfer.flutterwave_json()),
+        None => fail(StatusCode::NOT_FOUND, "Transfer not found"),
+    }
+}
+
+async fn list_transfers(
+    State(sim): State<Sim>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let books = sim.books();
+    let wanted = query.get("reference");
+    let transfers: Vec<Value> = books
+        .transfers
+        .values()
+        .filter(|transfer| transfer.provider == FLUTTERWAVE)
+        .filter(|transfer| wanted.is_none_or(|wanted| *wanted == transfer.reference))
+        .map(Transfer::flutterwave_json)
+        .collect();
+    ok("Transfers fetched", Value::Array(transfers))
+}
+
+async fn retry_transfer(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    let initial = sim.config.initial_balance;
+    let transfer = {
+        let mut books = sim.books();
+        let Some(transfer) = books
+            .transfers
+            .values()
+            .find(|transfer| transfer.provider == FLUTTERWAVE && transfer.id.to_string() == id)
+            .cloned()
+        else {
+            return fail(StatusCode::NOT_FOUND, "Transfer not found");
+        };
+        if transfer.status != "FAILED" {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "Only failed transfers can be retried",
+            );
+        }
+        let reason = transfer.failure.clone().unwrap_or_default().to_lowercase();
+        if reason.contains("insufficient balance") || reason.contains("minimum amount") {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "This transfer failed for a reason a retry cannot fix",
+            );
+        }
+        if books.balance(FLUTTERWAVE, &transfer.currency, initial) < transfer.amount {
+            return fail(StatusCode::BAD_REQUEST, "Insufficient balance");
+        }
+        books.credit(FLUTTERWAVE, &transfer.currency, -transfer.amount, initial);
+        let key = (FLUTTERWAVE, transfer.reference.clone());
+        let Some(stored) = books.transfers.get_mut(&key) else {
+            return fail(StatusCode::NOT_FOUND, "Transfer not found");
+        };
+        stored.status = "NEW".to_owned();
+        stored.failure = None;
+        stored.attempts += 1;
+        stored.clone()
+    };
+    sim.auto_settle(Settle::Transfer {
+        provider: FLUTTERWAVE,
+        reference: transfer.reference.clone(),
+        outcome: TransferOutcome::Success,
+        reason: None,
+    });
+    ok(
+        "Transfer retry attempt queued.",
+        transfer.flutterwave_json(),
+    )
+}

@@ -1,0 +1,333 @@
+#![doc = include_str!("../README.md")]
+
+mod api;
+mod control;
+mod faults;
+mod flutterwave;
+mod model;
+mod paystack;
+mod webhooks;
+
+pub use faults::{FaultPlan, FaultRule};
+pub use model::{Charge, Provider, Recipient, Refund, Snapshot, Transfer};
+pub use webhooks::{DeliveryLog, WebhookSettings};
+
+use axum::Router;
+use axum::body::Body;
+use http::Request;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use model::{Books, Event};
+use payguard_core::{Clock, TokioClock};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// The Paystack secret key used when `PAYSTACK_SECRET_KEY` is unset.
+pub const DEFAULT_PAYSTACK_SECRET_KEY: &str = "sk_test_payguard_sim";
+/// The Flutterwave secret key used when `FLUTTERWAVE_SECRET_KEY` is unset.
+pub const DEFAULT_FLUTTERWAVE_SECRET_KEY: &str = "FLWSECK_TEST-payguard-sim-X";
+/// The Flutterwave webhook secret hash used when `FLUTTERWAVE_SECRET_HASH` is unset.
+pub const DEFAULT_FLUTTERWAVE_SECRET_HASH: &str = "payguard-sim-hash";
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// Seeds the one RNG behind every random choice.
+    pub seed: u64,
+    /// Bearer key Paystack requests must carry; also signs its webhooks.
+    pub paystack_secret_key: String,
+    /// Bearer key Flutterwave requests must carry.
+    pub flutterwave_secret_key: String,
+    /// Flutterwave's webhook secret hash (`verif-hash`, and the key of
+    /// `flutterwave-signature`).
+    pub flutterwave_secret_hash: String,
+    /// Where Paystack webhooks go, if anywhere.
+    pub paystack_webhook_url: Option<String>,
+    /// Where Flutterwave webhooks go, if anywhere.
+    pub flutterwave_webhook_url: Option<String>,
+    /// Every provider balance, per currency, starts here (minor units).
+    pub initial_balance: i64,
+    /// Settle transfers (success) and refunds (processed) on their own
+    /// after this long; `None` leaves them pending until `/_sim` settles them.
+    pub auto_settle: Option<Duration>,
+    /// Time for timestamps and rate limits.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed: 0,
+            paystack_secret_key: DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
+            flutterwave_secret_key: DEFAULT_FLUTTERWAVE_SECRET_KEY.to_owned(),
+            flutterwave_secret_hash: DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
+            paystack_webhook_url: None,
+            flutterwave_webhook_url: None,
+            initial_balance: 100_000_000_000,
+            auto_settle: None,
+            clock: Arc::new(TokioClock),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Defaults, with secrets from `PAYSTACK_SECRET_KEY`,
+    /// `FLUTTERWAVE_SECRET_KEY`, `FLUTTERWAVE_SECRET_HASH` and webhook
+    /// targets from `SIM_WEBHOOK_PAYSTACK_URL`, `SIM_WEBHOOK_FLUTTERWAVE_URL`
+    /// where set.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let defaults = Self::default();
+        Self {
+            paystack_secret_key: var("PAYSTACK_SECRET_KEY").unwrap_or(defaults.paystack_secret_key),
+            flutterwave_secret_key: var("FLUTTERWAVE_SECRET_KEY")
+                .unwrap_or(defaults.flutterwave_secret_key),
+            flutterwave_secret_hash: var("FLUTTERWAVE_SECRET_HASH")
+                .unwrap_or(defaults.flutterwave_secret_hash),
+            paystack_webhook_url: var("SIM_WEBHOOK_PAYSTACK_URL"),
+            flutterwave_webhook_url: var("SIM_WEBHOOK_FLUTTERWAVE_URL"),
+            ..defaults
+        }
+    }
+
+    /// Binds and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound.
+    pub async fn start(self) -> std::io::Result<SimHandle> {
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let sim = Sim::new(self, format!("http://{addr}"), shutdown.clone());
+        let router = router(sim.clone());
+        let task = tokio::spawn(serve(listener, router, shutdown.clone()));
+        Ok(SimHandle {
+            addr,
+            sim,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// A running simulator. Dropping it does not stop it; call
+/// [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    sim: Sim,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `.../paystack`, the Paystack base URL.
+    pub fn paystack_url(&self) -> String {
+        format!("{}/paystack", self.base_url())
+    }
+
+    /// `.../flutterwave/v3`, the Flutterwave base URL.
+    pub fn flutterwave_url(&self) -> String {
+        format!("{}/flutterwave/v3", self.base_url())
+    }
+
+    /// The books right now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.sim.books().snapshot()
+    }
+
+    /// Replaces the fault plan.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        *self.sim.faults() = plan;
+    }
+
+    /// Replaces the webhook settings.
+    pub fn set_webhooks(&self, settings: WebhookSettings) {
+        self.sim.webhooks.configure(settings);
+    }
+
+    /// Every webhook delivery so far.
+    pub fn deliveries(&self) -> Vec<DeliveryLog> {
+        self.sim.webhooks.log()
+    }
+
+    /// Stops accepting, drops open connections and pending deliveries.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// State shared by every handler.
+#[derive(Debug, Clone)]
+pub(crate) struct Sim(Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub config: SimConfig,
+    pub base_url: String,
+    books: Mutex<Books>,
+    faults: Mutex<FaultPlan>,
+    rng: Mutex<StdRng>,
+    journal: Mutex<Vec<control::JournalEntry>>,
+    pub webhooks: webhooks::Webhooks,
+    pub shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for Sim {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Sim {
+    fn new(config: SimConfig, base_url: String, shutdown: CancellationToken) -> Self {
+        let webhooks = webhooks::Webhooks::new(&config, shutdown.clone());
+        Self(Arc::new(Inner {
+            rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
+            config,
+            base_url,
+            books: Mutex::new(Books::default()),
+            faults: Mutex::new(FaultPlan::default()),
+            journal: Mutex::new(Vec::new()),
+            webhooks,
+            shutdown,
+        }))
+    }
+
+    pub(crate) fn books(&self) -> MutexGuard<'_, Books> {
+        lock(&self.books)
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, FaultPlan> {
+        lock(&self.faults)
+    }
+
+    pub(crate) fn rng(&self) -> MutexGuard<'_, StdRng> {
+        lock(&self.rng)
+    }
+
+    pub(crate) fn journal(&self) -> MutexGuard<'_, Vec<control::JournalEntry>> {
+        lock(&self.journal)
+    }
+
+    pub(crate) fn now(&self) -> String {
+        model::rfc3339(self.config.clock.wall())
+    }
+
+    /// Random `[a-z0-9]` text, from the seeded RNG.
+    pub(crate) fn code(&self, length: usize) -> String {
+        use rand::RngExt;
+        let mut rng = self.rng();
+        (0..length)
+            .map(|_| match rng.random_range(0u8..36) {
+                letter @ 0..26 => char::from(b'a' + letter),
+                digit => char::from(b'0' + digit - 26),
+            })
+            .collect()
+    }
+
+    /// Sends the webhooks for `events`.
+    pub(crate) fn emit(&self, events: Vec<Event>) {
+        for event in events {
+            self.webhooks.enqueue(self, event);
+        }
+    }
+
+    /// Forgets everything but the configuration, and reseeds.
+    pub(crate) fn reset(&self) {
+        *self.books() = Books::default();
+        *self.faults() = FaultPlan::default();
+        *self.rng() = StdRng::seed_from_u64(self.config.seed);
+        self.journal().clear();
+        self.webhooks.reset(&self.config);
+    }
+
+    /// Schedules automatic settlement of a transfer or refund, if configured.
+    pub(crate) fn auto_settle(&self, settle: control::Settle) {
+        let Some(after) = self.config.auto_settle else {
+            return;
+        };
+        let sim = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = sim.shutdown.cancelled() => {}
+                () = tokio::time::sleep(after) => {
+                    let _ = control::settle(&sim, settle);
+                }
+            }
+        });
+    }
+}
+
+/// A handle on the connection a request came in on, so a fault can drop it.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection(pub CancellationToken);
+
+fn router(sim: Sim) -> Router {
+    Router::new()
+        .nest("/paystack", paystack::router(sim.clone()))
+        .nest("/flutterwave/v3", flutterwave::router(sim.clone()))
+        .nest("/_sim", control::router(sim.clone()))
+}
+
+/// Serves HTTP/1.1 with one task per connection, so a fault can close a
+/// connection without answering.
+async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let kill = CancellationToken::new();
+            let connection = Connection(kill.clone());
+            let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(connection.clone());
+                router.clone().oneshot(request.map(Body::new))
+            });
+            let serving = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            tokio::select! {
+                _ = serving => {}
+                () = kill.cancelled() => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
