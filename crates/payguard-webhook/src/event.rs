@@ -38,7 +38,7 @@ pub enum EventIdSource {
     Body,
     /// Built from fields that identify the event where the provider gives no
     /// id (Paystack: `paystack:<event>:<data.id>`; Flutterwave:
-    /// `flutterwave:<event>:<data.id>`; Adyen items:
+    /// `flutterwave:<event>:<data.id>:<data.status>`; Adyen items:
     /// `<pspReference>:<eventCode>:<success>`), or, failing those,
     /// `sha256:<hex digest of the body>`.
     Derived,
@@ -124,7 +124,13 @@ fn from_body(provider: Option<Provider>, body: &[u8]) -> Option<EventId> {
                     let event = text(document.get("event"))?;
                     let data = document.get("data")?;
                     let id = text(data.get("id")).or_else(|| text(data.get("reference")))?;
-                    Some(derived(format!("{provider}:{event}:{id}")))
+                    // Flutterwave reuses one event name for every outcome
+                    // (`transfer.completed`: SUCCESSFUL, FAILED, REVERSED),
+                    // so the outcome is part of the identity.
+                    match text(data.get("status")).filter(|_| provider == Provider::Flutterwave) {
+                        Some(status) => Some(derived(format!("{provider}:{event}:{id}:{status}"))),
+                        None => Some(derived(format!("{provider}:{event}:{id}"))),
+                    }
                 }
                 _ => None,
             }

@@ -74,6 +74,22 @@ fn every_provider_signs_what_it_verifies_and_rejects_a_tampered_body() {
 }
 
 #[test]
+fn flutterwave_outcomes_of_one_transfer_are_distinct_events() {
+    let verifier = verifier_for(Provider::Flutterwave);
+    let id = |body: &'static [u8]| {
+        verifier
+            .verify_at(&signed(&verifier, body, NOW), body, at(NOW))
+            .unwrap()
+            .event_id()
+            .into_string()
+    };
+    let paid = id(br#"{"event":"transfer.completed","data":{"id":42,"status":"SUCCESSFUL"}}"#);
+    let reversed = id(br#"{"event":"transfer.completed","data":{"id":42,"status":"REVERSED"}}"#);
+    assert_eq!(paid, "flutterwave:transfer.completed:42:SUCCESSFUL");
+    assert_ne!(paid, reversed);
+}
+
+#[test]
 fn event_ids_per_provider() {
     let body = br#"{"event":"transfer.success","data":{"id":42,"reference":"escrow_7"},"id":"evt_9","event_id":"E1"}"#;
     let cases = [
