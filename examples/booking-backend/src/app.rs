@@ -1,0 +1,995 @@
+//! The HTTP service: listings, bookings, cancellations, webhooks, health
+//! and metrics.
+
+// Indexing a serde_json::Value by key yields Null when absent; it never panics.
+#![allow(clippy::indexing_slicing)]
+// Validation helpers hand back the error response the handler returns as is.
+#![allow(clippy::result_large_err)]
+
+use crate::domain::{
+    Booking, BookingStatus, Gateway, Guest, Host, Listing, Payment, PayoutStatus, new_id,
+    parse_date,
+};
+use crate::gateway::{GatewayConfig, Gateways, TransferState};
+use crate::store::{Cancellation, Confirmation, NewHold, Store, StoreError};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use payguard_idempotency::{
+    Claim, ClaimRequest, Fingerprint, IdempotencyLayer, IdempotencyStore, MemoryStore,
+    PgIdempotencyStore, ScopeKey, StoredResponse,
+};
+use payguard_lock::{Locker, MemoryLock, PgLeaseLock};
+use payguard_webhook::{Provider, Verifier};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// How an instance runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// PostgreSQL; `None` keeps everything in memory (one instance).
+    pub database_url: Option<String>,
+    /// Gateway endpoints and keys.
+    pub gateways: GatewayConfig,
+    /// Flutterwave's webhook secret hash.
+    pub flutterwave_secret_hash: String,
+    /// How long an unpaid hold keeps its dates.
+    pub hold_for: Duration,
+    /// How long after check-in the host is paid.
+    pub escrow_hold: Duration,
+    /// How often the escrow and reconciliation jobs run.
+    pub job_every: Duration,
+    /// This instance's name, in logs.
+    pub instance: String,
+}
+
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database could not be used.
+    #[error("database: {0}")]
+    Database(String),
+}
+
+/// Everything a request needs.
+pub struct App {
+    /// Bookings and listings.
+    pub store: Store,
+    /// Payment gateways.
+    pub gateways: Gateways,
+    /// Settings.
+    pub settings: Settings,
+    /// Job locks.
+    pub locker: Locker,
+    idempotency: Arc<dyn IdempotencyStore>,
+    paystack: Verifier,
+    flutterwave: Verifier,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("App")
+            .field("store", &self.store)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request id of the request being served.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl App {
+    /// Connects (and migrates) storage and builds the clients.
+    ///
+    /// # Errors
+    ///
+    /// Bad settings or an unusable database.
+    pub async fn start(settings: Settings) -> Result<Arc<Self>, StartError> {
+        let config = |error: payguard_webhook::ConfigError| StartError::Config(error.to_string());
+        let paystack = Verifier::builder(Provider::Paystack)
+            .secret(settings.gateways.paystack_secret_key.clone())
+            .build()
+            .map_err(config)?;
+        let flutterwave = Verifier::builder(Provider::Flutterwave)
+            .secret(settings.flutterwave_secret_hash.clone())
+            .build()
+            .map_err(config)?;
+        let gateways = Gateways::new(settings.gateways.clone()).map_err(StartError::Config)?;
+        let database = |error: &dyn std::fmt::Display| StartError::Database(error.to_string());
+        let (store, idempotency, locker): (Store, Arc<dyn IdempotencyStore>, Locker) =
+            match &settings.database_url {
+                None => (
+                    Store::memory(),
+                    Arc::new(MemoryStore::new()),
+                    Locker::new(Arc::new(MemoryLock::new())),
+                ),
+                Some(url) => {
+                    let pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(10)
+                        .acquire_timeout(Duration::from_secs(3))
+                        .connect(url)
+                        .await
+                        .map_err(|error| database(&error))?;
+                    let idempotency = PgIdempotencyStore::new(pool.clone());
+                    idempotency
+                        .migrate()
+                        .await
+                        .map_err(|error| database(&error))?;
+                    let lease = PgLeaseLock::new(pool.clone());
+                    lease.migrate().await.map_err(|error| database(&error))?;
+                    let store = Store::postgres(pool)
+                        .await
+                        .map_err(|error| database(&error))?;
+                    (store, Arc::new(idempotency), Locker::new(Arc::new(lease)))
+                }
+            };
+        Ok(Arc::new(Self {
+            store,
+            gateways,
+            settings,
+            locker,
+            idempotency,
+            paystack,
+            flutterwave,
+        }))
+    }
+
+    /// Whether several instances share the store (and the job's writes
+    /// must be fenced).
+    pub fn store_is_shared(&self) -> bool {
+        matches!(self.store, Store::Postgres(_))
+    }
+
+    /// The routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let idempotent = IdempotencyLayer::new(Arc::clone(&self.idempotency)).required(true);
+        let keyed = Router::new()
+            .route("/v1/bookings", post(create_booking))
+            .route("/v1/bookings/{id}/cancel", post(cancel_booking))
+            .route_layer(idempotent);
+        Router::new()
+            .route("/v1/listings", post(create_listing))
+            .route("/v1/bookings/{id}", get(get_booking))
+            .route("/v1/webhooks/paystack", post(paystack_webhook))
+            .route("/v1/webhooks/flutterwave", post(flutterwave_webhook))
+            .route(
+                "/health/live",
+                get(|| async { axum::Json(json!({"status": "ok"})) }),
+            )
+            .route("/health/ready", get(ready))
+            .route("/metrics", get(metrics))
+            .merge(keyed)
+            .layer(from_fn(observe))
+            .with_state(Arc::clone(self))
+    }
+}
+
+/// `application/problem+json` with a stable `code`.
+pub fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let body = json!({
+        "type": format!("https://payguard.dev/problems/{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "code": code,
+        "detail": detail.into(),
+    });
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+fn internal(error: &StoreError) -> Response {
+    tracing::error!(%error, "storage failed");
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "the booking store is unavailable; retry shortly",
+    );
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+/// Request id, a span per request, and request metrics.
+async fn observe(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty() && value.len() <= 64)
+        .map_or_else(|| new_id("req_"), str::to_owned);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(status, "answered"));
+    metrics::counter!("booking_http_requests_total", "method" => method, "route" => route, "status" => status.to_string())
+        .increment(1);
+    if response
+        .headers()
+        .contains_key(payguard_idempotency::IDEMPOTENT_REPLAYED)
+    {
+        metrics::counter!("booking_idempotent_replays_total").increment(1);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| problem(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))
+}
+
+fn filled(field: &str, value: &str) -> Result<(), Response> {
+    if value.trim().is_empty() || value.len() > 200 {
+        Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("{field} must be 1 to 200 characters"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateListing {
+    title: String,
+    nightly_rate_minor: i64,
+    currency: String,
+    host: Host,
+}
+
+async fn create_listing(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let request: CreateListing = match json_body(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let checks = [
+        filled("title", &request.title),
+        filled("host.name", &request.host.name),
+        filled("host.email", &request.host.email),
+        filled("host.phone", &request.host.phone),
+        filled("host.bank_code", &request.host.bank_code),
+    ];
+    if let Some(Err(response)) = checks.into_iter().find(Result::is_err) {
+        return response;
+    }
+    if request.nightly_rate_minor <= 0 {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "nightly_rate_minor must be > 0",
+        );
+    }
+    if request.currency.len() != 3
+        || !request
+            .currency
+            .bytes()
+            .all(|byte| byte.is_ascii_uppercase())
+    {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "currency must be an ISO code like NGN",
+        );
+    }
+    let account = &request.host.account_number;
+    if account.len() != 10 || !account.bytes().all(|byte| byte.is_ascii_digit()) {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "host.account_number must be 10 digits",
+        );
+    }
+    let listing = Listing {
+        id: new_id("ls"),
+        title: request.title,
+        nightly_rate_minor: request.nightly_rate_minor,
+        currency: request.currency,
+        host: request.host,
+    };
+    match app.store.create_listing(&listing).await {
+        Ok(()) => (StatusCode::CREATED, axum::Json(listing)).into_response(),
+        Err(error) => internal(&error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBooking {
+    listing_id: String,
+    guest: Guest,
+    check_in: String,
+    check_out: String,
+}
+
+async fn create_booking(
+    State(app): State<Arc<App>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    body: Bytes,
+) -> Response {
+    let request: CreateBooking = match json_body(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    for (field, value) in [
+        ("guest.name", &request.guest.name),
+        ("guest.email", &request.guest.email),
+        ("guest.phone", &request.guest.phone),
+    ] {
+        if let Err(response) = filled(field, value) {
+            return response;
+        }
+    }
+    if !request.guest.email.contains('@') {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "guest.email is not an email address",
+        );
+    }
+    let (Some(check_in), Some(check_out)) = (
+        parse_date(&request.check_in),
+        parse_date(&request.check_out),
+    ) else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_dates",
+            "dates are YYYY-MM-DD",
+        );
+    };
+    let nights = (check_out - check_in).whole_days();
+    if !(1..=365).contains(&nights) {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_dates",
+            "check_out must be 1 to 365 days after check_in",
+        );
+    }
+    let listing = match app.store.listing(&request.listing_id).await {
+        Ok(Some(listing)) => listing,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "listing_not_found",
+                "no such listing",
+            );
+        }
+        Err(error) => return internal(&error),
+    };
+    let Some(amount_minor) = listing.nightly_rate_minor.checked_mul(nights) else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_dates",
+            "the stay costs too much to charge",
+        );
+    };
+    let hold = NewHold {
+        id: new_id("bk"),
+        listing_id: listing.id.clone(),
+        guest: request.guest,
+        check_in,
+        check_out,
+        amount_minor,
+        currency: listing.currency.clone(),
+        hold_for: app.settings.hold_for,
+    };
+    let booking = match app.store.place_hold(hold).await {
+        Ok(booking) => booking,
+        Err(StoreError::DatesUnavailable) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "dates_unavailable",
+                "another booking has some of these nights",
+            );
+        }
+        Err(error) => return internal(&error),
+    };
+    let checkout = app
+        .gateways
+        .initialize_charge(
+            &booking.id,
+            &booking.guest.email,
+            amount_minor,
+            &booking.currency,
+            &request_id,
+        )
+        .await;
+    let checkout = match checkout {
+        Ok(checkout) => checkout,
+        Err(error) => {
+            tracing::error!(booking = %booking.id, %error, "no gateway could take the charge");
+            if let Err(error) = app.store.release_hold(&booking.id).await {
+                tracing::error!(%error, "could not release the hold; it expires on its own");
+            }
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment_gateway_unavailable",
+                "no payment gateway is available; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return response;
+        }
+    };
+    let payment = Payment {
+        gateway: checkout.gateway,
+        reference: checkout.reference,
+        authorization_url: checkout.authorization_url,
+    };
+    match app.store.attach_payment(&booking.id, &payment).await {
+        Ok(Some(booking)) => (StatusCode::CREATED, axum::Json(booking)).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "booking_not_found",
+            "the booking vanished",
+        ),
+        Err(error) => internal(&error),
+    }
+}
+
+async fn get_booking(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.store.booking(&id).await {
+        Ok(Some(booking)) => axum::Json(booking).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "booking_not_found",
+            "no such booking",
+        ),
+        Err(error) => internal(&error),
+    }
+}
+
+async fn cancel_booking(
+    State(app): State<Arc<App>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Response {
+    let booking = match app.store.cancel(&id).await {
+        Ok(Some(Cancellation::Cancelled(booking))) => booking,
+        Ok(Some(Cancellation::Refund(booking))) => {
+            match refund(&app, &booking, &request_id).await {
+                Ok(()) => match app.store.booking(&id).await {
+                    Ok(Some(booking)) => booking,
+                    Ok(None) => booking,
+                    Err(error) => return internal(&error),
+                },
+                Err(response) => return response,
+            }
+        }
+        Ok(Some(Cancellation::NotCancellable(booking))) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "not_cancellable",
+                format!(
+                    "a booking that is {:?} with payout {:?} cannot be cancelled",
+                    booking.status, booking.payout_status
+                ),
+            );
+        }
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "booking_not_found",
+                "no such booking",
+            );
+        }
+        Err(error) => return internal(&error),
+    };
+    axum::Json(booking).into_response()
+}
+
+/// Refunds a booking's charge through the gateway that took it.
+async fn refund(app: &App, booking: &Booking, request_id: &str) -> Result<(), Response> {
+    let Some(payment) = &booking.payment else {
+        return Ok(());
+    };
+    match app
+        .gateways
+        .refund(payment.gateway, &payment.reference, request_id)
+        .await
+    {
+        Ok(()) => {
+            metrics::counter!("booking_refunds_total").increment(1);
+            app.store
+                .set_refund(&booking.id, "pending")
+                .await
+                .map_err(|error| internal(&error))
+        }
+        Err(error) => {
+            tracing::error!(booking = %booking.id, %error, "refund failed; the cancellation can be retried");
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "refund_unavailable",
+                "the refund could not be started; retry the cancellation",
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            Err(response)
+        }
+    }
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    let database = app.store.ping().await;
+    let breakers: serde_json::Map<String, Value> = app
+        .gateways
+        .states()
+        .into_iter()
+        .map(|(gateway, state)| {
+            (
+                gateway.as_str().to_owned(),
+                json!(format!("{state:?}").to_lowercase()),
+            )
+        })
+        .collect();
+    let locks: Vec<Value> = app
+        .locker
+        .locks(None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|lock| json!({"name": lock.name, "held": lock.owner.is_some(), "token": lock.token}))
+        .collect();
+    let status = if database.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({
+            "status": if database.is_ok() { "ready" } else { "unavailable" },
+            "instance": app.settings.instance,
+            "database": database.map_or_else(|error| error.to_string(), |()| "ok".to_owned()),
+            "breakers": breakers,
+            "locks": locks,
+        })),
+    )
+        .into_response()
+}
+
+async fn metrics() -> Response {
+    let text = crate::telemetry::render_metrics();
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
+async fn paystack_webhook(
+    State(app): State<Arc<App>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verified = match app.paystack.verify(&headers, body.clone()) {
+        Ok(verified) => verified,
+        Err(error) => return rejected(Gateway::Paystack, &error),
+    };
+    let event_id = verified.event_id().into_string();
+    receive(&app, Gateway::Paystack, &event_id, &body, true, &request_id).await
+}
+
+async fn flutterwave_webhook(
+    State(app): State<Arc<App>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verified = match app.flutterwave.verify(&headers, body.clone()) {
+        Ok(verified) => verified,
+        Err(error) => return rejected(Gateway::Flutterwave, &error),
+    };
+    let authenticated = verified.body_authenticated();
+    let event_id = verified.event_id().into_string();
+    receive(
+        &app,
+        Gateway::Flutterwave,
+        &event_id,
+        &body,
+        authenticated,
+        &request_id,
+    )
+    .await
+}
+
+fn rejected(gateway: Gateway, error: &payguard_webhook::VerifyError) -> Response {
+    metrics::counter!("booking_webhooks_total", "provider" => gateway.as_str(), "outcome" => "rejected").increment(1);
+    tracing::warn!(provider = gateway.as_str(), %error, "webhook rejected");
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        error.to_string(),
+    )
+}
+
+/// Records, de-duplicates (through the idempotency store, by event id) and
+/// applies a verified webhook.
+async fn receive(
+    app: &App,
+    gateway: Gateway,
+    event_id: &str,
+    body: &Bytes,
+    authenticated: bool,
+    request_id: &str,
+) -> Response {
+    let provider = gateway.as_str();
+    let Ok(payload) = serde_json::from_slice::<Value>(body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the webhook body is not JSON",
+        );
+    };
+    let event = payload["event"].as_str().unwrap_or("unknown").to_owned();
+    if let Err(error) = app
+        .store
+        .inbox_receive(provider, event_id, &event, body)
+        .await
+    {
+        return internal(&error);
+    }
+    let claim = app
+        .idempotency
+        .claim(ClaimRequest {
+            key: ScopeKey::new(&format!("webhook:{provider}"), event_id),
+            fingerprint: Fingerprint::of(&[body.as_ref()]),
+            lease: Duration::from_secs(30),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        })
+        .await;
+    let lease = match claim {
+        Ok(Claim::Claimed(lease)) => lease,
+        Ok(Claim::Replay(_)) => {
+            metrics::counter!("booking_webhooks_total", "provider" => provider, "outcome" => "duplicate").increment(1);
+            return axum::Json(json!({"duplicate": true})).into_response();
+        }
+        Ok(Claim::InFlight { .. }) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "event_in_progress",
+                "this event is being processed",
+            );
+        }
+        Ok(Claim::Mismatch) => {
+            tracing::error!(
+                provider,
+                event_id,
+                "an event id arrived again with a different body"
+            );
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "event_id_reused",
+                "this event id had another body",
+            );
+        }
+        Ok(_) | Err(_) => {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idempotency_unavailable",
+                "retry later",
+            );
+        }
+    };
+    let applied = apply_event(
+        app,
+        gateway,
+        &event,
+        &payload["data"],
+        authenticated,
+        request_id,
+    )
+    .await;
+    let outcome = applied.as_ref().map(|_| ()).map_err(ToString::to_string);
+    if let Err(error) = app.store.inbox_finish(provider, event_id, outcome).await {
+        tracing::warn!(%error, "could not record the webhook outcome");
+    }
+    match applied {
+        Ok(effect) => {
+            let _ = app
+                .idempotency
+                .complete(
+                    &lease,
+                    &StoredResponse {
+                        status: 200,
+                        headers: Vec::new(),
+                        body: effect.as_bytes().to_vec(),
+                    },
+                )
+                .await;
+            metrics::counter!("booking_webhooks_total", "provider" => provider, "outcome" => "applied").increment(1);
+            axum::Json(json!({"applied": effect})).into_response()
+        }
+        Err(error) => {
+            let _ = app.idempotency.release(&lease).await;
+            metrics::counter!("booking_webhooks_total", "provider" => provider, "outcome" => "failed").increment(1);
+            tracing::error!(provider, event = %event, %error, "webhook not applied; the provider will retry");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhook_not_applied",
+                error,
+            )
+        }
+    }
+}
+
+/// Applies one event; answers what it did.
+async fn apply_event(
+    app: &App,
+    gateway: Gateway,
+    event: &str,
+    data: &Value,
+    authenticated: bool,
+    request_id: &str,
+) -> Result<String, String> {
+    let store_error = |error: StoreError| error.to_string();
+    match (gateway, event) {
+        (Gateway::Paystack, "charge.success") => {
+            let reference = data["reference"].as_str().unwrap_or_default();
+            let amount = data["amount"].as_i64().unwrap_or(-1);
+            let currency = data["currency"].as_str().unwrap_or_default();
+            confirm(app, reference, amount, currency, request_id).await
+        }
+        (Gateway::Flutterwave, "charge.completed") => {
+            let reference = data["tx_ref"].as_str().unwrap_or_default();
+            // A legacy verif-hash proves the sender, not the body: ask the gateway.
+            let state = if authenticated {
+                (data["status"] == "successful").then(|| {
+                    (
+                        data["amount"]
+                            .as_f64()
+                            .map_or(-1, |major| (major * 100.0).round() as i64),
+                        data["currency"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+            } else {
+                app.gateways
+                    .verify_charge(gateway, reference, request_id)
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .filter(|charge| charge.paid)
+                    .map(|charge| (charge.amount_minor, charge.currency))
+            };
+            match state {
+                Some((amount, currency)) => {
+                    confirm(app, reference, amount, &currency, request_id).await
+                }
+                None => Ok("charge not successful".to_owned()),
+            }
+        }
+        (Gateway::Paystack, "transfer.success" | "transfer.failed" | "transfer.reversed")
+        | (Gateway::Flutterwave, "transfer.completed") => {
+            let reference = data["reference"].as_str().unwrap_or_default();
+            let next = match data["status"].as_str().unwrap_or_default() {
+                "success" | "SUCCESSFUL" => PayoutStatus::Paid,
+                "failed" | "FAILED" => PayoutStatus::Failed,
+                "reversed" | "REVERSED" => PayoutStatus::Reversed,
+                other => return Ok(format!("transfer status {other} ignored")),
+            };
+            let changed = app
+                .store
+                .payout_event(reference, next)
+                .await
+                .map_err(store_error)?;
+            Ok(match changed {
+                Some(_) => format!("payout {reference} is {next:?}"),
+                None => format!("payout {reference}: {next:?} is stale or unknown; ignored"),
+            })
+        }
+        (Gateway::Paystack, "refund.pending" | "refund.processed" | "refund.failed")
+        | (Gateway::Flutterwave, "refund.completed" | "refund.failed") => {
+            let reference = data["transaction_reference"]
+                .as_str()
+                .or_else(|| data["tx_ref"].as_str())
+                .unwrap_or_default();
+            let status = data["status"].as_str().unwrap_or("pending");
+            app.store
+                .refund_event(reference, status)
+                .await
+                .map_err(store_error)?;
+            Ok(format!("refund for {reference} is {status}"))
+        }
+        _ => Ok(format!("{event} ignored")),
+    }
+}
+
+async fn confirm(
+    app: &App,
+    reference: &str,
+    amount: i64,
+    currency: &str,
+    request_id: &str,
+) -> Result<String, String> {
+    match app
+        .store
+        .confirm_payment(reference, amount, currency)
+        .await
+        .map_err(|error| error.to_string())?
+    {
+        Confirmation::Confirmed(booking) => {
+            metrics::counter!("booking_confirmed_total").increment(1);
+            Ok(format!("booking {} confirmed", booking.id))
+        }
+        Confirmation::AlreadyConfirmed(booking) => {
+            Ok(format!("booking {} was already confirmed", booking.id))
+        }
+        Confirmation::Orphaned(booking) => {
+            tracing::warn!(booking = %booking.id, "money arrived for a booking that cannot be honoured; refunding");
+            refund(app, &booking, request_id)
+                .await
+                .map_err(|_| "the refund could not be started".to_owned())?;
+            Ok(format!("booking {} refunded", booking.id))
+        }
+        Confirmation::Mismatch(booking) => {
+            tracing::error!(booking = %booking.id, amount, currency, "payment does not match the booking; not confirmed");
+            Ok(format!("booking {} payment mismatch", booking.id))
+        }
+        Confirmation::Unknown => Ok(format!("no booking pays with {reference}")),
+    }
+}
+
+/// Starts and settles due payouts (the escrow-release job's body).
+///
+/// # Errors
+///
+/// Storage failed, or the job lost its lock.
+pub async fn release_escrow(
+    app: &App,
+    fence: Option<&payguard_lock::Fence>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<usize, StoreError> {
+    let due = app.store.due_payouts(app.settings.escrow_hold, 50).await?;
+    let mut started = 0;
+    for booking in due {
+        if stop.is_cancelled() {
+            break;
+        }
+        if !app.store.begin_payout(&booking.id, fence).await? {
+            continue;
+        }
+        started += 1;
+        let reference = Booking::payout_reference_for(&booking.id);
+        let Some(payment) = &booking.payment else {
+            continue;
+        };
+        let Some(listing) = app.store.listing(&booking.listing_id).await? else {
+            continue;
+        };
+        let request_id = format!("job_escrow_{}", booking.id);
+        match app
+            .gateways
+            .payout(
+                payment.gateway,
+                &listing.host,
+                booking.amount_minor,
+                &booking.currency,
+                &reference,
+                &request_id,
+            )
+            .await
+        {
+            Ok(state) => settle_payout(app, &reference, state).await?,
+            Err(error) => {
+                tracing::warn!(booking = %booking.id, %error, "payout outcome unknown; reconciliation will ask")
+            }
+        }
+    }
+    Ok(started)
+}
+
+async fn settle_payout(app: &App, reference: &str, state: TransferState) -> Result<(), StoreError> {
+    let next = match state {
+        TransferState::Pending => return Ok(()),
+        TransferState::Paid => PayoutStatus::Paid,
+        TransferState::Failed => PayoutStatus::Failed,
+        TransferState::Reversed => PayoutStatus::Reversed,
+    };
+    app.store.payout_event(reference, next).await.map(|_| ())
+}
+
+/// Asks the gateways about payouts and payments whose outcome we have not
+/// heard (missed webhooks).
+///
+/// # Errors
+///
+/// Storage failed.
+pub async fn reconcile(app: &App) -> Result<usize, StoreError> {
+    let mut settled = 0;
+    for booking in app.store.bookings().await? {
+        let Some(payment) = &booking.payment else {
+            continue;
+        };
+        let request_id = format!("job_reconcile_{}", booking.id);
+        if booking.payout_status == PayoutStatus::Pending
+            && let Some(reference) = &booking.payout_reference
+        {
+            match app
+                .gateways
+                .verify_payout(payment.gateway, reference, &request_id)
+                .await
+            {
+                Ok(Some(state)) => {
+                    settle_payout(app, reference, state).await?;
+                    settled += 1;
+                }
+                // The gateway never got it (the breaker was open, the
+                // recipient call failed): send it again, same reference.
+                Ok(None) => {
+                    let Some(listing) = app.store.listing(&booking.listing_id).await? else {
+                        continue;
+                    };
+                    match app
+                        .gateways
+                        .payout(
+                            payment.gateway,
+                            &listing.host,
+                            booking.amount_minor,
+                            &booking.currency,
+                            reference,
+                            &request_id,
+                        )
+                        .await
+                    {
+                        Ok(state) => {
+                            settle_payout(app, reference, state).await?;
+                            settled += 1;
+                        }
+                        Err(error) => {
+                            tracing::warn!(booking = %booking.id, %error, "payout still not sent")
+                        }
+                    }
+                }
+                Err(_) => {}
+            }
+        } else if booking.status == BookingStatus::PendingPayment
+            && let Ok(Some(charge)) = app
+                .gateways
+                .verify_charge(payment.gateway, &payment.reference, &request_id)
+                .await
+            && charge.paid
+        {
+            let _ = confirm(
+                app,
+                &payment.reference,
+                charge.amount_minor,
+                &charge.currency,
+                &request_id,
+            )
+            .await;
+            settled += 1;
+        }
+    }
+    Ok(settled)
+}

@@ -1,0 +1,974 @@
+//! Storage: PostgreSQL (the system of record, where the database itself
+//! refuses a double booking) or memory (one instance, same rules).
+
+use crate::domain::{
+    Booking, BookingStatus, Escrow, Gateway, Guest, Host, Listing, Payment, PayoutStatus,
+};
+use payguard_lock::Fence;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use time::{Date, OffsetDateTime};
+
+/// The backend's own migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another live booking has one of these nights.
+    #[error("the dates overlap another booking")]
+    DatesUnavailable,
+    /// The payout's lock was taken over; nothing was written.
+    #[error("the job lost its lock: {0}")]
+    Fenced(#[from] payguard_lock::LockError),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A hold to place.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    /// The booking id.
+    pub id: String,
+    /// What is booked.
+    pub listing_id: String,
+    /// Who stays.
+    pub guest: Guest,
+    /// First night.
+    pub check_in: Date,
+    /// Departure.
+    pub check_out: Date,
+    /// Minor units.
+    pub amount_minor: i64,
+    /// ISO currency.
+    pub currency: String,
+    /// How long the unpaid hold lasts.
+    pub hold_for: Duration,
+}
+
+/// What a payment confirmation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The booking is now confirmed and its money held.
+    Confirmed(Booking),
+    /// It already was (a duplicate or late event).
+    AlreadyConfirmed(Booking),
+    /// Money arrived for a booking that can no longer be honoured
+    /// (cancelled, or expired and re-let): refund it.
+    Orphaned(Booking),
+    /// The amount or currency is not what the booking costs.
+    Mismatch(Booking),
+    /// No booking has this payment reference.
+    Unknown,
+}
+
+/// What a cancellation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancellation {
+    /// Cancelled; no money had been taken.
+    Cancelled(Booking),
+    /// Cancelled; the guest's money must be refunded.
+    Refund(Booking),
+    /// Too late (paid out, or already over).
+    NotCancellable(Booking),
+}
+
+/// Where bookings live.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// One process.
+    Memory(Arc<Mutex<Memory>>),
+    /// Shared by every instance.
+    Postgres(PgPool),
+}
+
+/// The memory store's state.
+#[derive(Debug, Default)]
+pub struct Memory {
+    listings: HashMap<String, Listing>,
+    bookings: HashMap<String, Booking>,
+    inbox: HashMap<(String, String), (String, u32)>,
+}
+
+fn live(status: BookingStatus) -> bool {
+    matches!(
+        status,
+        BookingStatus::PendingPayment | BookingStatus::Confirmed | BookingStatus::Completed
+    )
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn status_text(status: BookingStatus) -> &'static str {
+    match status {
+        BookingStatus::PendingPayment => "pending_payment",
+        BookingStatus::Confirmed => "confirmed",
+        BookingStatus::Cancelled => "cancelled",
+        BookingStatus::Expired => "expired",
+        BookingStatus::Completed => "completed",
+    }
+}
+
+fn payout_text(status: PayoutStatus) -> &'static str {
+    match status {
+        PayoutStatus::None => "none",
+        PayoutStatus::Pending => "pending",
+        PayoutStatus::Paid => "paid",
+        PayoutStatus::Failed => "failed",
+        PayoutStatus::Reversed => "reversed",
+    }
+}
+
+macro_rules! booking_columns {
+    () => {
+        "id, listing_id, guest, check_in, check_out, amount_minor, currency, status, hold_expires_at, \
+         gateway, payment_reference, authorization_url, escrow, payout_status, payout_reference, refund_status"
+    };
+}
+
+fn booking(row: &PgRow) -> Result<Booking, sqlx::Error> {
+    let decode = |error: serde_json::Error| sqlx::Error::Decode(Box::new(error));
+    let text = |name: &str| -> Result<String, sqlx::Error> { row.try_get(name) };
+    let status: BookingStatus =
+        serde_json::from_value(serde_json::Value::String(text("status")?)).map_err(decode)?;
+    let escrow: Escrow =
+        serde_json::from_value(serde_json::Value::String(text("escrow")?)).map_err(decode)?;
+    let payout_status: PayoutStatus =
+        serde_json::from_value(serde_json::Value::String(text("payout_status")?))
+            .map_err(decode)?;
+    let gateway: Option<String> = row.try_get("gateway")?;
+    let reference: Option<String> = row.try_get("payment_reference")?;
+    let url: Option<String> = row.try_get("authorization_url")?;
+    let payment = match (gateway.as_deref().and_then(Gateway::parse), reference, url) {
+        (Some(gateway), Some(reference), Some(authorization_url)) => Some(Payment {
+            gateway,
+            reference,
+            authorization_url,
+        }),
+        _ => None,
+    };
+    Ok(Booking {
+        id: text("id")?,
+        listing_id: text("listing_id")?,
+        guest: serde_json::from_value(row.try_get("guest")?).map_err(decode)?,
+        check_in: row.try_get("check_in")?,
+        check_out: row.try_get("check_out")?,
+        amount_minor: row.try_get("amount_minor")?,
+        currency: text("currency")?,
+        status,
+        hold_expires_at: row.try_get("hold_expires_at")?,
+        payment,
+        escrow,
+        payout_status,
+        payout_reference: row.try_get("payout_reference")?,
+        refund_status: row.try_get("refund_status")?,
+    })
+}
+
+fn is_exclusion_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| code == "23P01")
+}
+
+impl Memory {
+    fn overlaps(&self, listing_id: &str, check_in: Date, check_out: Date, except: &str) -> bool {
+        self.bookings.values().any(|other| {
+            other.id != except
+                && other.listing_id == listing_id
+                && live(other.status)
+                && other.check_in < check_out
+                && check_in < other.check_out
+        })
+    }
+
+    fn expire_lapsed(&mut self) -> u64 {
+        let now = now();
+        let mut expired = 0;
+        for booking in self.bookings.values_mut() {
+            if booking.status == BookingStatus::PendingPayment && booking.hold_expires_at <= now {
+                booking.status = BookingStatus::Expired;
+                expired += 1;
+            }
+        }
+        expired
+    }
+}
+
+impl Store {
+    /// A memory store.
+    pub fn memory() -> Self {
+        Self::Memory(Arc::new(Mutex::new(Memory::default())))
+    }
+
+    /// A PostgreSQL store, migrated.
+    ///
+    /// # Errors
+    ///
+    /// The migration failed.
+    pub async fn postgres(pool: PgPool) -> Result<Self, sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&pool).await?;
+        Ok(Self::Postgres(pool))
+    }
+
+    fn memory_state(memory: &Mutex<Memory>) -> MutexGuard<'_, Memory> {
+        memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the store answers.
+    ///
+    /// # Errors
+    ///
+    /// The database does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Saves a listing.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn create_listing(&self, listing: &Listing) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                Self::memory_state(memory)
+                    .listings
+                    .insert(listing.id.clone(), listing.clone());
+            }
+            Self::Postgres(pool) => {
+                let host = serde_json::to_value(&listing.host).unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO listings (id, title, nightly_rate_minor, currency, host) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&listing.id)
+                .bind(&listing.title)
+                .bind(listing.nightly_rate_minor)
+                .bind(&listing.currency)
+                .bind(host)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A listing.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn listing(&self, id: &str) -> Result<Option<Listing>, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(Self::memory_state(memory).listings.get(id).cloned()),
+            Self::Postgres(pool) => {
+                let row = sqlx::query(
+                    "SELECT id, title, nightly_rate_minor, currency, host FROM listings WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let host: Host = serde_json::from_value(row.try_get("host")?)
+                    .map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+                Ok(Some(Listing {
+                    id: row.try_get("id")?,
+                    title: row.try_get("title")?,
+                    nightly_rate_minor: row.try_get("nightly_rate_minor")?,
+                    currency: row.try_get("currency")?,
+                    host,
+                }))
+            }
+        }
+    }
+
+    /// Holds the dates, unless a live booking has one of the nights
+    /// (lapsed holds on them are expired first).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::DatesUnavailable`], or the database failed.
+    pub async fn place_hold(&self, hold: NewHold) -> Result<Booking, StoreError> {
+        let hold_expires_at = now() + hold.hold_for;
+        let booking = Booking {
+            id: hold.id,
+            listing_id: hold.listing_id,
+            guest: hold.guest,
+            check_in: hold.check_in,
+            check_out: hold.check_out,
+            amount_minor: hold.amount_minor,
+            currency: hold.currency,
+            status: BookingStatus::PendingPayment,
+            hold_expires_at,
+            payment: None,
+            escrow: Escrow::None,
+            payout_status: PayoutStatus::None,
+            payout_reference: None,
+            refund_status: None,
+        };
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                state.expire_lapsed();
+                if state.overlaps(&booking.listing_id, booking.check_in, booking.check_out, "") {
+                    return Err(StoreError::DatesUnavailable);
+                }
+                state.bookings.insert(booking.id.clone(), booking.clone());
+                Ok(booking)
+            }
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // One booking at a time per listing: concurrent inserts that
+                // violate the exclusion constraint would otherwise wait on
+                // each other and deadlock. The constraint stays the guarantee.
+                sqlx::query("SELECT 1 FROM listings WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(&booking.listing_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE bookings SET status = 'expired', updated_at = now()
+                      WHERE listing_id = $1 AND status = 'pending_payment' AND hold_expires_at <= now()
+                        AND daterange(check_in, check_out) && daterange($2, $3)",
+                )
+                .bind(&booking.listing_id)
+                .bind(booking.check_in)
+                .bind(booking.check_out)
+                .execute(&mut *tx)
+                .await?;
+                let inserted = sqlx::query(concat!(
+                    "INSERT INTO bookings (id, listing_id, guest, check_in, check_out, amount_minor, currency, status, hold_expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending_payment', now() + make_interval(secs => $8))
+                     RETURNING ", booking_columns!(), ""
+                ))
+                .bind(&booking.id)
+                .bind(&booking.listing_id)
+                .bind(serde_json::to_value(&booking.guest).unwrap_or_default())
+                .bind(booking.check_in)
+                .bind(booking.check_out)
+                .bind(booking.amount_minor)
+                .bind(&booking.currency)
+                .bind(hold_expires_in(hold.hold_for))
+                .fetch_one(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(row) => {
+                        tx.commit().await?;
+                        Ok(self::booking(&row)?)
+                    }
+                    Err(error) if is_exclusion_violation(&error) => {
+                        Err(StoreError::DatesUnavailable)
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+        }
+    }
+
+    /// Records the charge a gateway took for a held booking.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn attach_payment(
+        &self,
+        id: &str,
+        payment: &Payment,
+    ) -> Result<Option<Booking>, StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                Ok(state.bookings.get_mut(id).map(|booking| {
+                    booking.payment = Some(payment.clone());
+                    booking.clone()
+                }))
+            }
+            Self::Postgres(pool) => {
+                let row = sqlx::query(concat!(
+                    "UPDATE bookings SET gateway = $2, payment_reference = $3, authorization_url = $4, updated_at = now()
+                      WHERE id = $1 RETURNING ", booking_columns!(), ""
+                ))
+                .bind(id)
+                .bind(payment.gateway.as_str())
+                .bind(&payment.reference)
+                .bind(&payment.authorization_url)
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.as_ref().map(booking).transpose()?)
+            }
+        }
+    }
+
+    /// Gives up a hold no gateway would take payment for.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn release_hold(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                if let Some(booking) = Self::memory_state(memory).bookings.get_mut(id)
+                    && booking.status == BookingStatus::PendingPayment
+                {
+                    booking.status = BookingStatus::Cancelled;
+                }
+            }
+            Self::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE bookings SET status = 'cancelled', updated_at = now() WHERE id = $1 AND status = 'pending_payment'",
+                )
+                .bind(id)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A booking.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(Self::memory_state(memory).bookings.get(id).cloned()),
+            Self::Postgres(pool) => {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    booking_columns!(),
+                    " FROM bookings WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.as_ref().map(booking).transpose()?)
+            }
+        }
+    }
+
+    /// Every booking (for reconciliation and the demo's checks).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn bookings(&self) -> Result<Vec<Booking>, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(Self::memory_state(memory)
+                .bookings
+                .values()
+                .cloned()
+                .collect()),
+            Self::Postgres(pool) => {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    booking_columns!(),
+                    " FROM bookings ORDER BY id"
+                ))
+                .fetch_all(pool)
+                .await?;
+                Ok(rows.iter().map(booking).collect::<Result<_, _>>()?)
+            }
+        }
+    }
+
+    /// Applies a successful charge: the booking it pays is confirmed and
+    /// its money held. A booking whose hold lapsed is confirmed if its
+    /// dates are still free; otherwise the money is orphaned (refund it).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn confirm_payment(
+        &self,
+        reference: &str,
+        amount_minor: i64,
+        currency: &str,
+    ) -> Result<Confirmation, StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                let Some(id) = state
+                    .bookings
+                    .values()
+                    .find(|booking| {
+                        booking
+                            .payment
+                            .as_ref()
+                            .is_some_and(|payment| payment.reference == reference)
+                    })
+                    .map(|booking| booking.id.clone())
+                else {
+                    return Ok(Confirmation::Unknown);
+                };
+                let Some(current) = state.bookings.get(&id).cloned() else {
+                    return Ok(Confirmation::Unknown);
+                };
+                if current.amount_minor != amount_minor || current.currency != currency {
+                    return Ok(Confirmation::Mismatch(current));
+                }
+                match current.status {
+                    BookingStatus::Confirmed | BookingStatus::Completed => {
+                        return Ok(Confirmation::AlreadyConfirmed(current));
+                    }
+                    BookingStatus::Cancelled => return Ok(Confirmation::Orphaned(current)),
+                    BookingStatus::Expired
+                        if state.overlaps(
+                            &current.listing_id,
+                            current.check_in,
+                            current.check_out,
+                            &id,
+                        ) =>
+                    {
+                        return Ok(Confirmation::Orphaned(current));
+                    }
+                    BookingStatus::PendingPayment | BookingStatus::Expired => {}
+                }
+                let Some(booking) = state.bookings.get_mut(&id) else {
+                    return Ok(Confirmation::Unknown);
+                };
+                booking.status = BookingStatus::Confirmed;
+                booking.escrow = Escrow::Held;
+                Ok(Confirmation::Confirmed(booking.clone()))
+            }
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    booking_columns!(),
+                    " FROM bookings WHERE payment_reference = $1 FOR UPDATE"
+                ))
+                .bind(reference)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(Confirmation::Unknown);
+                };
+                let current = booking(&row)?;
+                if current.amount_minor != amount_minor || current.currency != currency {
+                    return Ok(Confirmation::Mismatch(current));
+                }
+                match current.status {
+                    BookingStatus::Confirmed | BookingStatus::Completed => {
+                        return Ok(Confirmation::AlreadyConfirmed(current));
+                    }
+                    BookingStatus::Cancelled => return Ok(Confirmation::Orphaned(current)),
+                    BookingStatus::PendingPayment | BookingStatus::Expired => {}
+                }
+                let updated =
+                    sqlx::query(concat!(
+                    "UPDATE bookings SET status = 'confirmed', escrow = 'held', updated_at = now()
+                      WHERE id = $1 RETURNING ", booking_columns!(), ""
+                ))
+                    .bind(&current.id)
+                    .fetch_one(&mut *tx)
+                    .await;
+                match updated {
+                    Ok(row) => {
+                        tx.commit().await?;
+                        Ok(Confirmation::Confirmed(booking(&row)?))
+                    }
+                    // An expired hold whose nights were re-let.
+                    Err(error) if is_exclusion_violation(&error) => {
+                        Ok(Confirmation::Orphaned(current))
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+        }
+    }
+
+    /// Expires unpaid holds whose time ran out.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn expire_holds(&self) -> Result<u64, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(Self::memory_state(memory).expire_lapsed()),
+            Self::Postgres(pool) => Ok(sqlx::query(
+                "UPDATE bookings SET status = 'expired', updated_at = now()
+                  WHERE status = 'pending_payment' AND hold_expires_at <= now()",
+            )
+            .execute(pool)
+            .await?
+            .rows_affected()),
+        }
+    }
+
+    /// Cancels a booking on the guest's request.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn cancel(&self, id: &str) -> Result<Option<Cancellation>, StoreError> {
+        let decide = |booking: &Booking| match (booking.status, booking.escrow) {
+            (BookingStatus::PendingPayment, _) => Some(BookingStatus::Cancelled),
+            (BookingStatus::Confirmed, Escrow::Held)
+                if booking.payout_status == PayoutStatus::None =>
+            {
+                Some(BookingStatus::Cancelled)
+            }
+            _ => None,
+        };
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                let Some(booking) = state.bookings.get_mut(id) else {
+                    return Ok(None);
+                };
+                let paid = booking.escrow == Escrow::Held;
+                Ok(Some(match decide(booking) {
+                    Some(status) => {
+                        booking.status = status;
+                        if paid {
+                            Cancellation::Refund(booking.clone())
+                        } else {
+                            Cancellation::Cancelled(booking.clone())
+                        }
+                    }
+                    None => Cancellation::NotCancellable(booking.clone()),
+                }))
+            }
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    booking_columns!(),
+                    " FROM bookings WHERE id = $1 FOR UPDATE"
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let current = booking(&row)?;
+                let Some(status) = decide(&current) else {
+                    return Ok(Some(Cancellation::NotCancellable(current)));
+                };
+                let row = sqlx::query(concat!(
+                    "UPDATE bookings SET status = $2, updated_at = now() WHERE id = $1 RETURNING ",
+                    booking_columns!(),
+                    ""
+                ))
+                .bind(id)
+                .bind(status_text(status))
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let cancelled = booking(&row)?;
+                Ok(Some(if current.escrow == Escrow::Held {
+                    Cancellation::Refund(cancelled)
+                } else {
+                    Cancellation::Cancelled(cancelled)
+                }))
+            }
+        }
+    }
+
+    /// Records a refund's progress; money leaves escrow when it starts.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn set_refund(&self, id: &str, status: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                if let Some(booking) = Self::memory_state(memory).bookings.get_mut(id) {
+                    booking.refund_status = Some(status.to_owned());
+                    booking.escrow = Escrow::Refunded;
+                }
+            }
+            Self::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE bookings SET refund_status = $2, escrow = 'refunded', updated_at = now() WHERE id = $1",
+                )
+                .bind(id)
+                .bind(status)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a refund's progress by the charge it refunds.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn refund_event(
+        &self,
+        payment_reference: &str,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        let id = match self {
+            Self::Memory(memory) => Self::memory_state(memory)
+                .bookings
+                .values()
+                .find(|booking| {
+                    booking
+                        .payment
+                        .as_ref()
+                        .is_some_and(|payment| payment.reference == payment_reference)
+                })
+                .map(|booking| booking.id.clone()),
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT id FROM bookings WHERE payment_reference = $1")
+                    .bind(payment_reference)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        match id {
+            Some(id) => self.set_refund(&id, status).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Confirmed bookings whose escrow is due: check-in plus `hold` has passed.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn due_payouts(
+        &self,
+        hold: Duration,
+        limit: i64,
+    ) -> Result<Vec<Booking>, StoreError> {
+        let due_before = now() - hold;
+        match self {
+            Self::Memory(memory) => {
+                let state = Self::memory_state(memory);
+                let mut due: Vec<Booking> = state
+                    .bookings
+                    .values()
+                    .filter(|booking| {
+                        booking.status == BookingStatus::Confirmed
+                            && booking.escrow == Escrow::Held
+                            && booking.payout_status == PayoutStatus::None
+                            && booking.check_in.midnight().assume_utc() <= due_before
+                    })
+                    .cloned()
+                    .collect();
+                due.sort_by(|a, b| a.id.cmp(&b.id));
+                due.truncate(usize::try_from(limit).unwrap_or(0));
+                Ok(due)
+            }
+            Self::Postgres(pool) => {
+                let rows = sqlx::query(concat!(
+                    "SELECT ", booking_columns!(), " FROM bookings
+                      WHERE status = 'confirmed' AND escrow = 'held' AND payout_status = 'none'
+                        AND check_in::timestamp AT TIME ZONE 'UTC' <= now() - make_interval(secs => $1)
+                      ORDER BY id LIMIT $2"
+                ))
+                .bind(hold.as_secs_f64())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Ok(rows.iter().map(booking).collect::<Result<_, _>>()?)
+            }
+        }
+    }
+
+    /// Marks a payout as started with its reference, in a transaction
+    /// fenced by the escrow job's lock: `false` if it already started.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Fenced`] when the lock was taken over, or the
+    /// database failed.
+    pub async fn begin_payout(&self, id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
+        let reference = Booking::payout_reference_for(id);
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                Ok(match state.bookings.get_mut(id) {
+                    Some(booking)
+                        if booking.payout_status == PayoutStatus::None
+                            && booking.status == BookingStatus::Confirmed =>
+                    {
+                        booking.payout_status = PayoutStatus::Pending;
+                        booking.payout_reference = Some(reference);
+                        true
+                    }
+                    _ => false,
+                })
+            }
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                if let Some(fence) = fence {
+                    fence.check(&mut tx).await?;
+                }
+                let started = sqlx::query(
+                    "UPDATE bookings SET payout_status = 'pending', payout_reference = $2, payout_token = $3, updated_at = now()
+                      WHERE id = $1 AND status = 'confirmed' AND payout_status = 'none'",
+                )
+                .bind(id)
+                .bind(&reference)
+                .bind(fence.map(|fence| fence.token().as_i64()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                tx.commit().await?;
+                Ok(started)
+            }
+        }
+    }
+
+    /// Applies a payout outcome, forward only: `paid` releases the escrow
+    /// and completes the booking; a late `paid` after `reversed` changes
+    /// nothing. Answers the booking if the event changed it.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn payout_event(
+        &self,
+        reference: &str,
+        next: PayoutStatus,
+    ) -> Result<Option<Booking>, StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                let Some(booking) = state
+                    .bookings
+                    .values_mut()
+                    .find(|booking| booking.payout_reference.as_deref() == Some(reference))
+                else {
+                    return Ok(None);
+                };
+                if !booking.payout_status.may_become(next) {
+                    return Ok(None);
+                }
+                booking.payout_status = next;
+                match next {
+                    PayoutStatus::Paid => {
+                        booking.escrow = Escrow::Released;
+                        booking.status = BookingStatus::Completed;
+                    }
+                    PayoutStatus::Reversed => booking.escrow = Escrow::Held,
+                    _ => {}
+                }
+                Ok(Some(booking.clone()))
+            }
+            Self::Postgres(pool) => {
+                let allowed_from: &[&str] = match next {
+                    PayoutStatus::Paid | PayoutStatus::Failed => &["pending"],
+                    PayoutStatus::Reversed => &["pending", "paid"],
+                    PayoutStatus::None | PayoutStatus::Pending => &[],
+                };
+                let row = sqlx::query(concat!(
+                    "UPDATE bookings SET payout_status = $2,
+                            escrow = CASE $2 WHEN 'paid' THEN 'released' WHEN 'reversed' THEN 'held' ELSE escrow END,
+                            status = CASE $2 WHEN 'paid' THEN 'completed' ELSE status END,
+                            updated_at = now()
+                      WHERE payout_reference = $1 AND payout_status = ANY($3)
+                      RETURNING ", booking_columns!(), ""
+                ))
+                .bind(reference)
+                .bind(payout_text(next))
+                .bind(allowed_from)
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.as_ref().map(booking).transpose()?)
+            }
+        }
+    }
+
+    /// Records a webhook in the inbox (raw payload, attempts).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn inbox_receive(
+        &self,
+        provider: &str,
+        event_id: &str,
+        event: &str,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                let entry = state
+                    .inbox
+                    .entry((provider.to_owned(), event_id.to_owned()))
+                    .or_insert_with(|| ("received".to_owned(), 0));
+                entry.1 += 1;
+            }
+            Self::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO webhook_inbox (provider, event_id, event, payload, attempts) VALUES ($1, $2, $3, $4, 1)
+                     ON CONFLICT (provider, event_id) DO UPDATE SET attempts = webhook_inbox.attempts + 1",
+                )
+                .bind(provider)
+                .bind(event_id)
+                .bind(event)
+                .bind(payload)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records what became of a webhook.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn inbox_finish(
+        &self,
+        provider: &str,
+        event_id: &str,
+        outcome: Result<(), String>,
+    ) -> Result<(), StoreError> {
+        let (status, error) = match &outcome {
+            Ok(()) => ("processed", None),
+            Err(error) => ("failed", Some(error.as_str())),
+        };
+        match self {
+            Self::Memory(memory) => {
+                if let Some(entry) = Self::memory_state(memory)
+                    .inbox
+                    .get_mut(&(provider.to_owned(), event_id.to_owned()))
+                {
+                    status.clone_into(&mut entry.0);
+                }
+            }
+            Self::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE webhook_inbox SET status = $3, last_error = $4,
+                            processed_at = CASE WHEN $3 = 'processed' THEN now() END
+                      WHERE provider = $1 AND event_id = $2",
+                )
+                .bind(provider)
+                .bind(event_id)
+                .bind(status)
+                .bind(error)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hold_expires_in(hold: Duration) -> f64 {
+    hold.as_secs_f64()
+}

@@ -1,0 +1,507 @@
+//! The booking backend against gateway-sim and a real PostgreSQL
+//! (`DATABASE_URL`, default the local server): double booking under a
+//! race, webhooks, payout ordering, and the demo itself (in memory, and
+//! three processes sharing a database with one killed mid-run).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use booking_backend::app::{App, Settings};
+use booking_backend::domain::PayoutStatus;
+use booking_backend::gateway::GatewayConfig;
+use booking_backend::store::{NewHold, Store};
+use gateway_sim::{SimConfig, SimHandle};
+use payguard_test_support::TestDb;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct Backend {
+    url: String,
+    sim: SimHandle,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+}
+
+async fn backend(database_url: Option<String>) -> Backend {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sim = SimConfig {
+        paystack_webhook_url: Some(format!("{url}/v1/webhooks/paystack")),
+        flutterwave_webhook_url: Some(format!("{url}/v1/webhooks/flutterwave")),
+        ..SimConfig::default()
+    }
+    .start()
+    .await
+    .unwrap();
+    let app = App::start(Settings {
+        bind: listener.local_addr().unwrap(),
+        database_url,
+        gateways: GatewayConfig {
+            paystack_base_url: sim.paystack_url(),
+            paystack_secret_key: gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
+            flutterwave_base_url: sim.flutterwave_url(),
+            flutterwave_secret_key: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY.to_owned(),
+        },
+        flutterwave_secret_hash: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
+        hold_for: Duration::from_secs(600),
+        escrow_hold: Duration::from_secs(3600),
+        job_every: Duration::from_secs(60),
+        instance: "test".to_owned(),
+    })
+    .await
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(booking_backend::serve(
+        Arc::clone(&app),
+        listener,
+        shutdown.clone(),
+    ));
+    Backend {
+        url,
+        sim,
+        app,
+        shutdown,
+    }
+}
+
+async fn post(url: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(url).json(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn listing(backend: &Backend) -> String {
+    let (status, body) = post(
+        &format!("{}/v1/listings", backend.url),
+        &json!({"title": "Ikoyi flat", "nightly_rate_minor": 3_000_000, "currency": "NGN",
+                "host": {"name": "Ada Host", "email": "ada@example.com", "phone": "+2348031234567",
+                         "bank_code": "058", "account_number": "0123456789"}}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+fn booking(listing: &str, guest: usize) -> Value {
+    json!({"listing_id": listing,
+           "guest": {"name": format!("Guest {guest}"), "email": format!("guest{guest}@example.com"), "phone": "+2348059876543"},
+           "check_in": "2031-03-01", "check_out": "2031-03-04"})
+}
+
+async fn fifty_racers(database_url: Option<String>) {
+    let backend = backend(database_url).await;
+    let listing = listing(&backend).await;
+    let racers: Vec<_> = (0..50)
+        .map(|guest| {
+            let url = format!("{}/v1/bookings", backend.url);
+            let body = booking(&listing, guest);
+            tokio::spawn(async move { post(&url, &body, Some(&format!("key-{guest}"))).await })
+        })
+        .collect();
+    let mut created = 0;
+    let mut refused = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            (201, _) => created += 1,
+            (409, body) if body["code"] == "dates_unavailable" => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((created, refused), (1, 49));
+    let live = backend
+        .app
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|booking| booking.listing_id == listing)
+        .count();
+    assert_eq!(live, 1);
+    backend.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_bookings_for_the_same_nights_give_one_booking_on_postgres() {
+    let db = TestDb::new().await;
+    fifty_racers(Some(db.url().to_owned())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_bookings_for_the_same_nights_give_one_booking_in_memory() {
+    fifty_racers(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_overlapping_live_bookings_by_itself() {
+    let db = TestDb::new().await;
+    let backend = backend(Some(db.url().to_owned())).await;
+    let listing = listing(&backend).await;
+    let insert = |id: &str, check_in: &str, check_out: &str| {
+        sqlx::query(
+            "INSERT INTO bookings (id, listing_id, guest, check_in, check_out, amount_minor, currency, status, hold_expires_at)
+             VALUES ($1, $2, '{}', $3::date, $4::date, 100, 'NGN', 'confirmed', now())",
+        )
+        .bind(id.to_owned())
+        .bind(listing.clone())
+        .bind(check_in.to_owned())
+        .bind(check_out.to_owned())
+        .execute(db.pool())
+    };
+    insert("bk_a", "2031-05-01", "2031-05-04").await.unwrap();
+    let error = insert("bk_b", "2031-05-03", "2031-05-05")
+        .await
+        .unwrap_err();
+    assert_eq!(error.as_database_error().unwrap().code().unwrap(), "23P01");
+    insert("bk_c", "2031-05-04", "2031-05-06").await.unwrap();
+    backend.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_confirm_once_forgeries_change_nothing_and_legacy_events_are_verified() {
+    let backend = backend(None).await;
+    let listing = listing(&backend).await;
+    let (status, created) = post(
+        &format!("{}/v1/bookings", backend.url),
+        &booking(&listing, 1),
+        Some("k1"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let reference = created["payment"]["reference"].as_str().unwrap().to_owned();
+
+    // Forged: a charge.success signed with the wrong key.
+    let forged = json!({"event": "charge.success", "data": {"reference": reference, "amount": created["amount_minor"], "currency": "NGN", "status": "success"}}).to_string();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks/paystack", backend.url))
+        .header("x-paystack-signature", "00".repeat(64))
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let get = |id: String| {
+        let url = format!("{}/v1/bookings/{id}", backend.url);
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get(id.clone()).await["status"], "pending_payment");
+
+    // The real one, delivered three times.
+    backend.sim.set_webhooks(gateway_sim::WebhookSettings {
+        duplicates: 2,
+        ..gateway_sim::WebhookSettings::default()
+    });
+    reqwest::Client::new()
+        .post(format!(
+            "{}/_sim/charges/{reference}/complete",
+            backend.sim.base_url()
+        ))
+        .body(r#"{"outcome":"success"}"#)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let delivered = backend
+            .sim
+            .deliveries()
+            .iter()
+            .map(|delivery| delivery.attempts.len())
+            .sum::<usize>();
+        if delivered >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let booking = get(id.clone()).await;
+    assert_eq!(
+        (booking["status"].as_str(), booking["escrow"].as_str()),
+        (Some("confirmed"), Some("held"))
+    );
+    let attempts: Vec<String> = backend.sim.deliveries()[0]
+        .attempts
+        .iter()
+        .map(|attempt| attempt.outcome.clone())
+        .collect();
+    assert_eq!(
+        attempts,
+        ["200", "200", "200"],
+        "duplicates are acknowledged"
+    );
+
+    // Flutterwave legacy (verif-hash only): the body's claims are checked
+    // with the gateway, which knows no such charge.
+    let legacy = json!({"event": "charge.completed", "data": {"id": 1, "tx_ref": "bk_unknown", "amount": 1, "currency": "NGN", "status": "successful"}}).to_string();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks/flutterwave", backend.url))
+        .header("verif-hash", gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH)
+        .body(legacy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let applied: Value = response.json().await.unwrap();
+    assert_eq!(
+        applied["applied"], "charge not successful",
+        "verified with the gateway, not believed"
+    );
+    backend.shutdown.cancel();
+}
+
+async fn payouts_move_forward_only(store: Store) {
+    let listing = booking_backend::domain::Listing {
+        id: "ls_1".to_owned(),
+        title: "t".to_owned(),
+        nightly_rate_minor: 100,
+        currency: "NGN".to_owned(),
+        host: booking_backend::domain::Host {
+            name: "h".to_owned(),
+            email: "h@example.com".to_owned(),
+            phone: "+2348031234567".to_owned(),
+            bank_code: "058".to_owned(),
+            account_number: "0123456789".to_owned(),
+        },
+    };
+    store.create_listing(&listing).await.unwrap();
+    let held = store
+        .place_hold(NewHold {
+            id: "bk_1".to_owned(),
+            listing_id: "ls_1".to_owned(),
+            guest: booking_backend::domain::Guest {
+                name: "g".to_owned(),
+                email: "g@example.com".to_owned(),
+                phone: "+2348031234567".to_owned(),
+            },
+            check_in: booking_backend::domain::parse_date("2020-01-01").unwrap(),
+            check_out: booking_backend::domain::parse_date("2020-01-03").unwrap(),
+            amount_minor: 200,
+            currency: "NGN".to_owned(),
+            hold_for: Duration::from_secs(600),
+        })
+        .await
+        .unwrap();
+    store
+        .attach_payment(
+            &held.id,
+            &booking_backend::domain::Payment {
+                gateway: booking_backend::domain::Gateway::Paystack,
+                reference: "bk_1".to_owned(),
+                authorization_url: "http://sim".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+    store.confirm_payment("bk_1", 200, "NGN").await.unwrap();
+    assert!(store.begin_payout("bk_1", None).await.unwrap());
+    assert!(
+        !store.begin_payout("bk_1", None).await.unwrap(),
+        "a payout starts once"
+    );
+    let reference = "escrow_bk_1";
+    assert!(
+        store
+            .payout_event(reference, PayoutStatus::Reversed)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .payout_event(reference, PayoutStatus::Paid)
+            .await
+            .unwrap()
+            .is_none(),
+        "a late success does not resurrect a reversed payout"
+    );
+    let booking = store.booking("bk_1").await.unwrap().unwrap();
+    assert_eq!(booking.payout_status, PayoutStatus::Reversed);
+}
+
+#[tokio::test]
+async fn payouts_move_forward_only_in_memory() {
+    payouts_move_forward_only(Store::memory()).await;
+}
+
+#[tokio::test]
+async fn payouts_move_forward_only_on_postgres() {
+    let db = TestDb::new().await;
+    payouts_move_forward_only(Store::postgres(db.pool().clone()).await.unwrap()).await;
+}
+
+fn demo(extra: &[&str], database_url: Option<&str>) -> (i32, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_booking-backend"));
+    command.arg("demo").args(extra).env_remove("DATABASE_URL");
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (
+        output.status.code().unwrap_or(-1),
+        format!("{stdout}\n{stderr}"),
+    )
+}
+
+#[test]
+fn the_demo_holds_every_invariant_in_memory() {
+    let (code, output) = demo(&[], None);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("double bookings") && !output.contains(" NO\n"),
+        "{output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_sharing_a_database_pay_once_even_when_one_is_killed() {
+    let db = TestDb::new().await;
+    let url = db.url().to_owned();
+    let (code, output) =
+        tokio::task::spawn_blocking(move || demo(&["--instances", "3", "--kill-one"], Some(&url)))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("instances killed with SIGKILL 1"),
+        "{output}"
+    );
+}
+
+/// A TCP proxy to PostgreSQL that can be cut and restored, like a database
+/// restart seen from the service.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (flag, tasks) = (Arc::clone(&up), Arc::clone(&links));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: connection refused, as good as
+                }
+                let upstream = upstream.clone();
+                tasks.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Self { addr, up, links }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_loses_nothing() {
+    let db = TestDb::new().await;
+    let mut url = url::Url::parse(db.url()).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let proxy = Proxy::start(upstream).await;
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    let backend = backend(Some(url.to_string())).await;
+    let listing = listing(&backend).await;
+    let bookings = format!("{}/v1/bookings", backend.url);
+    let (status, first) = post(&bookings, &booking(&listing, 1), Some("first")).await;
+    assert_eq!(status, 201, "{first}");
+
+    proxy.cut();
+    let later = json!({"listing_id": listing,
+        "guest": {"name": "Guest 2", "email": "guest2@example.com", "phone": "+2348059876543"},
+        "check_in": "2031-04-01", "check_out": "2031-04-03"});
+    let (status, body) = post(&bookings, &later, Some("second")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        matches!(
+            body["code"].as_str(),
+            Some("storage_unavailable" | "idempotency_unavailable")
+        ),
+        "{body}"
+    );
+    let ready = reqwest::get(format!("{}/health/ready", backend.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    proxy.restore();
+    let mut answer = (0, Value::Null);
+    for _ in 0..50 {
+        answer = post(&bookings, &later, Some("second")).await;
+        if answer.0 != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    let (status, replay) = post(&bookings, &later, Some("second")).await;
+    assert_eq!(
+        (status, &replay["id"]),
+        (201, &answer.1["id"]),
+        "the retry replays, not rebooks"
+    );
+    let kept = reqwest::get(format!("{bookings}/{}", first["id"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept["status"], "pending_payment",
+        "the booking made before the outage is intact"
+    );
+    let ours: Vec<_> = backend
+        .app
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|booking| booking.listing_id == listing)
+        .collect();
+    assert_eq!(
+        ours.len(),
+        2,
+        "one booking per request that succeeded, none half-made"
+    );
+    backend.shutdown.cancel();
+}
