@@ -82,8 +82,11 @@ async fn post_with_key_is_retried_with_the_same_key_every_attempt() {
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "TRF_1");
+    // Three attempts; under load the HTTP client may also resend one on a
+    // fresh connection when its pooled one closed before the request was
+    // written (hyper does, safely). Every copy must carry the same key.
     let requests = received(&server, 3).await;
-    assert_eq!(requests.len(), 3);
+    assert!((3..=4).contains(&requests.len()), "{}", requests.len());
     for request in &requests {
         assert_eq!(request.headers.get("idempotency-key").unwrap(), "escrow_77");
         assert_eq!(request.body, br#"{"amount":5000}"#);
