@@ -247,15 +247,24 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response
 }
 
 fn filled(field: &str, value: &str) -> Result<(), Response> {
-    if value.trim().is_empty() || value.len() > 200 {
+    if value.trim().is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
         Err(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
-            format!("{field} must be 1 to 200 characters"),
+            format!("{field} must be 1 to 200 printable characters"),
         ))
     } else {
         Ok(())
     }
+}
+
+/// Whether `id` could be one of ours (anything else is simply not found).
+fn plausible_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,12 +375,27 @@ async fn create_booking(
             "dates are YYYY-MM-DD",
         );
     };
+    let today = time::OffsetDateTime::now_utc().date();
+    if check_in < today || (check_in - today).whole_days() > 730 {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_dates",
+            "check_in must be between today (UTC) and two years ahead",
+        );
+    }
     let nights = (check_out - check_in).whole_days();
     if !(1..=365).contains(&nights) {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_dates",
             "check_out must be 1 to 365 days after check_in",
+        );
+    }
+    if !plausible_id(&request.listing_id) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "listing_not_found",
+            "no such listing",
         );
     }
     let listing = match app.store.listing(&request.listing_id).await {
@@ -453,11 +477,22 @@ async fn create_booking(
             "booking_not_found",
             "the booking vanished",
         ),
-        Err(error) => internal(&error),
+        Err(error) => {
+            // Free the dates: the retry places a new hold.
+            let _ = app.store.release_hold(&booking.id).await;
+            internal(&error)
+        }
     }
 }
 
 async fn get_booking(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    if !plausible_id(&id) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "booking_not_found",
+            "no such booking",
+        );
+    }
     match app.store.booking(&id).await {
         Ok(Some(booking)) => axum::Json(booking).into_response(),
         Ok(None) => problem(
@@ -474,6 +509,13 @@ async fn cancel_booking(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Response {
+    if !plausible_id(&id) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "booking_not_found",
+            "no such booking",
+        );
+    }
     let booking = match app.store.cancel(&id).await {
         Ok(Some(Cancellation::Cancelled(booking))) => booking,
         Ok(Some(Cancellation::Refund(booking))) => {
@@ -513,6 +555,19 @@ async fn refund(app: &App, booking: &Booking, request_id: &str) -> Result<(), Re
     let Some(payment) = &booking.payment else {
         return Ok(());
     };
+    if booking
+        .refund_status
+        .as_deref()
+        .is_some_and(|status| status != "requested")
+    {
+        return Ok(()); // already with the gateway
+    }
+    // Claimed first, so a crash or a failure here leaves a trace that the
+    // reconciliation job retries (checking the gateway before sending).
+    app.store
+        .set_refund(&booking.id, "requested")
+        .await
+        .map_err(|error| internal(&error))?;
     match app
         .gateways
         .refund(payment.gateway, &payment.reference, request_id)
@@ -523,6 +578,7 @@ async fn refund(app: &App, booking: &Booking, request_id: &str) -> Result<(), Re
             app.store
                 .set_refund(&booking.id, "pending")
                 .await
+                .map(|_| ())
                 .map_err(|error| internal(&error))
         }
         Err(error) => {
@@ -739,7 +795,7 @@ async fn receive(
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "webhook_not_applied",
-                error,
+                "the event could not be applied yet; deliver it again",
             )
         }
     }
@@ -792,11 +848,28 @@ async fn apply_event(
         (Gateway::Paystack, "transfer.success" | "transfer.failed" | "transfer.reversed")
         | (Gateway::Flutterwave, "transfer.completed") => {
             let reference = data["reference"].as_str().unwrap_or_default();
-            let next = match data["status"].as_str().unwrap_or_default() {
-                "success" | "SUCCESSFUL" => PayoutStatus::Paid,
-                "failed" | "FAILED" => PayoutStatus::Failed,
-                "reversed" | "REVERSED" => PayoutStatus::Reversed,
-                other => return Ok(format!("transfer status {other} ignored")),
+            let next = if authenticated {
+                match data["status"].as_str().unwrap_or_default() {
+                    "success" | "SUCCESSFUL" => PayoutStatus::Paid,
+                    "failed" | "FAILED" => PayoutStatus::Failed,
+                    "reversed" | "REVERSED" => PayoutStatus::Reversed,
+                    other => return Ok(format!("transfer status {other} ignored")),
+                }
+            } else {
+                // A legacy verif-hash proves the sender, not the body: ask.
+                match app
+                    .gateways
+                    .verify_payout(gateway, reference, request_id)
+                    .await
+                    .map_err(|error| error.to_string())?
+                {
+                    Some(TransferState::Paid) => PayoutStatus::Paid,
+                    Some(TransferState::Failed) => PayoutStatus::Failed,
+                    Some(TransferState::Reversed) => PayoutStatus::Reversed,
+                    Some(TransferState::Pending) | None => {
+                        return Ok("transfer not settled".to_owned());
+                    }
+                }
             };
             let changed = app
                 .store
@@ -814,6 +887,9 @@ async fn apply_event(
                 .as_str()
                 .or_else(|| data["tx_ref"].as_str())
                 .unwrap_or_default();
+            if !authenticated {
+                return Ok("an unauthenticated refund event is not acted on".to_owned());
+            }
             let status = data["status"].as_str().unwrap_or("pending");
             app.store
                 .refund_event(reference, status)
@@ -853,8 +929,14 @@ async fn confirm(
             Ok(format!("booking {} refunded", booking.id))
         }
         Confirmation::Mismatch(booking) => {
-            tracing::error!(booking = %booking.id, amount, currency, "payment does not match the booking; not confirmed");
-            Ok(format!("booking {} payment mismatch", booking.id))
+            tracing::error!(booking = %booking.id, amount, currency, "payment does not match the booking; refunding");
+            refund(app, &booking, request_id)
+                .await
+                .map_err(|_| "the refund could not be started".to_owned())?;
+            Ok(format!("booking {} payment mismatch refunded", booking.id))
+        }
+        Confirmation::Refunded(booking) => {
+            Ok(format!("booking {} was already refunded", booking.id))
         }
         Confirmation::Unknown => Ok(format!("no booking pays with {reference}")),
     }
@@ -876,37 +958,73 @@ pub async fn release_escrow(
         if stop.is_cancelled() {
             break;
         }
-        if !app.store.begin_payout(&booking.id, fence).await? {
-            continue;
-        }
-        started += 1;
-        let reference = Booking::payout_reference_for(&booking.id);
-        let Some(payment) = &booking.payment else {
-            continue;
-        };
-        let Some(listing) = app.store.listing(&booking.listing_id).await? else {
-            continue;
-        };
         let request_id = format!("job_escrow_{}", booking.id);
-        match app
-            .gateways
-            .payout(
-                payment.gateway,
-                &listing.host,
-                booking.amount_minor,
-                &booking.currency,
-                &reference,
-                &request_id,
-            )
-            .await
+        let span = tracing::info_span!("job", job = "escrow-release", request_id = %request_id);
+        if pay_out(app, &booking, fence, &request_id)
+            .instrument(span)
+            .await?
         {
-            Ok(state) => settle_payout(app, &reference, state).await?,
-            Err(error) => {
-                tracing::warn!(booking = %booking.id, %error, "payout outcome unknown; reconciliation will ask")
-            }
+            started += 1;
         }
     }
     Ok(started)
+}
+
+/// Starts one booking's payout (fenced) and sends it; `false` if another
+/// run started it first.
+async fn pay_out(
+    app: &App,
+    booking: &Booking,
+    fence: Option<&payguard_lock::Fence>,
+    request_id: &str,
+) -> Result<bool, StoreError> {
+    let Some(payment) = &booking.payment else {
+        return Ok(false);
+    };
+    let Some(listing) = app.store.listing(&booking.listing_id).await? else {
+        return Ok(false);
+    };
+    if !app.store.begin_payout(&booking.id, fence).await? {
+        return Ok(false);
+    }
+    let reference = Booking::payout_reference_for(&booking.id);
+    match app
+        .gateways
+        .payout(
+            payment.gateway,
+            &listing.host,
+            booking.amount_minor,
+            &booking.currency,
+            &reference,
+            request_id,
+        )
+        .await
+    {
+        Ok(state) => settle_payout(app, &reference, state).await?,
+        Err(error) => payout_failed(app, booking, &reference, &error).await?,
+    }
+    Ok(true)
+}
+
+/// A payout the gateway refused (a bad account, too little balance) is
+/// marked failed for people to act on; any other failure leaves it pending
+/// for the reconciliation job, which asks the gateway by reference.
+async fn payout_failed(
+    app: &App,
+    booking: &Booking,
+    reference: &str,
+    error: &crate::gateway::GatewayError,
+) -> Result<(), StoreError> {
+    if error.is_refusal() {
+        tracing::error!(booking = %booking.id, %error, "the gateway refused the payout; marked failed");
+        metrics::counter!("booking_payouts_failed_total").increment(1);
+        app.store
+            .payout_event(reference, PayoutStatus::Failed)
+            .await?;
+    } else {
+        tracing::warn!(booking = %booking.id, %error, "payout outcome unknown; reconciliation will ask");
+    }
+    Ok(())
 }
 
 async fn settle_payout(app: &App, reference: &str, state: TransferState) -> Result<(), StoreError> {
@@ -928,68 +1046,95 @@ async fn settle_payout(app: &App, reference: &str, state: TransferState) -> Resu
 pub async fn reconcile(app: &App) -> Result<usize, StoreError> {
     let mut settled = 0;
     for booking in app.store.bookings().await? {
-        let Some(payment) = &booking.payment else {
-            continue;
-        };
         let request_id = format!("job_reconcile_{}", booking.id);
-        if booking.payout_status == PayoutStatus::Pending
-            && let Some(reference) = &booking.payout_reference
+        let span = tracing::info_span!("job", job = "reconcile", request_id = %request_id);
+        if reconcile_one(app, &booking, &request_id)
+            .instrument(span)
+            .await?
         {
-            match app
-                .gateways
-                .verify_payout(payment.gateway, reference, &request_id)
-                .await
-            {
-                Ok(Some(state)) => {
-                    settle_payout(app, reference, state).await?;
-                    settled += 1;
-                }
-                // The gateway never got it (the breaker was open, the
-                // recipient call failed): send it again, same reference.
-                Ok(None) => {
-                    let Some(listing) = app.store.listing(&booking.listing_id).await? else {
-                        continue;
-                    };
-                    match app
-                        .gateways
-                        .payout(
-                            payment.gateway,
-                            &listing.host,
-                            booking.amount_minor,
-                            &booking.currency,
-                            reference,
-                            &request_id,
-                        )
-                        .await
-                    {
-                        Ok(state) => {
-                            settle_payout(app, reference, state).await?;
-                            settled += 1;
-                        }
-                        Err(error) => {
-                            tracing::warn!(booking = %booking.id, %error, "payout still not sent")
-                        }
-                    }
-                }
-                Err(_) => {}
-            }
-        } else if booking.status == BookingStatus::PendingPayment
-            && let Ok(Some(charge)) = app
-                .gateways
-                .verify_charge(payment.gateway, &payment.reference, &request_id)
-                .await
-            && charge.paid
-        {
-            let _ = confirm(
-                app,
-                &payment.reference,
-                charge.amount_minor,
-                &charge.currency,
-                &request_id,
-            )
-            .await;
             settled += 1;
         }
     }
     Ok(settled)
+}
+
+/// Settles what the gateway knows about one booking; `true` if it did.
+async fn reconcile_one(app: &App, booking: &Booking, request_id: &str) -> Result<bool, StoreError> {
+    let Some(payment) = &booking.payment else {
+        return Ok(false);
+    };
+    if booking.payout_status == PayoutStatus::Pending
+        && let Some(reference) = &booking.payout_reference
+    {
+        return match app
+            .gateways
+            .verify_payout(payment.gateway, reference, request_id)
+            .await
+        {
+            Ok(Some(state)) => {
+                settle_payout(app, reference, state).await?;
+                Ok(true)
+            }
+            // The gateway never got it (the breaker was open, the recipient
+            // call failed): send it again, same reference.
+            Ok(None) => {
+                let Some(listing) = app.store.listing(&booking.listing_id).await? else {
+                    return Ok(false);
+                };
+                match app
+                    .gateways
+                    .payout(
+                        payment.gateway,
+                        &listing.host,
+                        booking.amount_minor,
+                        &booking.currency,
+                        reference,
+                        request_id,
+                    )
+                    .await
+                {
+                    Ok(state) => {
+                        settle_payout(app, reference, state).await?;
+                        Ok(true)
+                    }
+                    Err(error) => {
+                        payout_failed(app, booking, reference, &error).await?;
+                        Ok(false)
+                    }
+                }
+            }
+            Err(_) => Ok(false),
+        };
+    }
+    if booking.refund_status.as_deref() == Some("requested") {
+        return Ok(refund(app, booking, request_id).await.is_ok());
+    }
+    let recently_lapsed = matches!(
+        booking.status,
+        BookingStatus::Expired | BookingStatus::Cancelled
+    ) && booking.escrow == crate::domain::Escrow::None
+        && booking.refund_status.is_none()
+        && booking.hold_expires_at + Duration::from_secs(48 * 3600)
+            > time::OffsetDateTime::now_utc();
+    if (booking.status == BookingStatus::PendingPayment || recently_lapsed)
+        && let Ok(Some(charge)) = app
+            .gateways
+            .verify_charge(payment.gateway, &payment.reference, request_id)
+            .await
+        && charge.paid
+    {
+        if let Err(error) = confirm(
+            app,
+            &payment.reference,
+            charge.amount_minor,
+            &charge.currency,
+            request_id,
+        )
+        .await
+        {
+            tracing::warn!(booking = %booking.id, %error, "a payment found by reconciliation is not settled yet");
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }

@@ -74,6 +74,11 @@ impl GatewayError {
         }
     }
 
+    /// Whether the gateway answered "no" for good (a 4xx other than 429).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Status { status, .. } if (400..500).contains(status) && *status != 429)
+    }
+
     /// Whether the gateway might have acted on the request.
     pub fn is_ambiguous(&self) -> bool {
         matches!(self, Self::NoAnswer(_) | Self::Malformed(_))

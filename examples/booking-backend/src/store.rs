@@ -60,8 +60,10 @@ pub enum Confirmation {
     /// Money arrived for a booking that can no longer be honoured
     /// (cancelled, or expired and re-let): refund it.
     Orphaned(Booking),
-    /// The amount or currency is not what the booking costs.
+    /// The amount or currency is not what the booking costs: refund it.
     Mismatch(Booking),
+    /// The booking was cancelled or lapsed and its refund already started.
+    Refunded(Booking),
     /// No booking has this payment reference.
     Unknown,
 }
@@ -203,6 +205,59 @@ impl Memory {
 }
 
 impl Store {
+    /// Holds the dates, unless a live booking has one of the nights
+    /// (lapsed holds on them are expired first).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::DatesUnavailable`], or the database failed.
+    pub async fn place_hold(&self, hold: NewHold) -> Result<Booking, StoreError> {
+        retry_conflicts(|| self.place_hold_once(hold.clone())).await
+    }
+
+    /// Records the charge a gateway took for a held booking.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn attach_payment(
+        &self,
+        id: &str,
+        payment: &Payment,
+    ) -> Result<Option<Booking>, StoreError> {
+        retry_conflicts(|| self.attach_payment_once(id, payment)).await
+    }
+
+    /// Applies a successful charge: the booking it pays is confirmed and
+    /// its money held. A booking whose hold lapsed is confirmed if its
+    /// dates are still free; otherwise the money is orphaned (refund it).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn confirm_payment(
+        &self,
+        reference: &str,
+        amount_minor: i64,
+        currency: &str,
+    ) -> Result<Confirmation, StoreError> {
+        retry_conflicts(|| self.confirm_payment_once(reference, amount_minor, currency)).await
+    }
+
+    /// Applies a payout outcome, forward only: `paid` releases the escrow
+    /// and completes the booking; a late `paid` after `reversed` changes
+    /// nothing. Answers the booking if the event changed it.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn payout_event(
+        &self,
+        reference: &str,
+        next: PayoutStatus,
+    ) -> Result<Option<Booking>, StoreError> {
+        retry_conflicts(|| self.payout_event_once(reference, next)).await
+    }
     /// A memory store.
     pub fn memory() -> Self {
         Self::Memory(Arc::new(Mutex::new(Memory::default())))
@@ -297,13 +352,8 @@ impl Store {
         }
     }
 
-    /// Holds the dates, unless a live booking has one of the nights
-    /// (lapsed holds on them are expired first).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::DatesUnavailable`], or the database failed.
-    pub async fn place_hold(&self, hold: NewHold) -> Result<Booking, StoreError> {
+    /// One attempt of [`Self::place_hold`].
+    async fn place_hold_once(&self, hold: NewHold) -> Result<Booking, StoreError> {
         let hold_expires_at = now() + hold.hold_for;
         let booking = Booking {
             id: hold.id,
@@ -336,10 +386,7 @@ impl Store {
                 // One booking at a time per listing: concurrent inserts that
                 // violate the exclusion constraint would otherwise wait on
                 // each other and deadlock. The constraint stays the guarantee.
-                sqlx::query("SELECT 1 FROM listings WHERE id = $1 FOR NO KEY UPDATE")
-                    .bind(&booking.listing_id)
-                    .execute(&mut *tx)
-                    .await?;
+                lock_listing(&mut tx, &booking.listing_id).await?;
                 sqlx::query(
                     "UPDATE bookings SET status = 'expired', updated_at = now()
                       WHERE listing_id = $1 AND status = 'pending_payment' AND hold_expires_at <= now()
@@ -379,12 +426,8 @@ impl Store {
         }
     }
 
-    /// Records the charge a gateway took for a held booking.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn attach_payment(
+    /// One attempt of [`Self::attach_payment`].
+    async fn attach_payment_once(
         &self,
         id: &str,
         payment: &Payment,
@@ -398,16 +441,29 @@ impl Store {
                 }))
             }
             Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let listing: Option<String> =
+                    sqlx::query_scalar("SELECT listing_id FROM bookings WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(listing) = listing else {
+                    return Ok(None);
+                };
+                lock_listing(&mut tx, &listing).await?;
                 let row = sqlx::query(concat!(
                     "UPDATE bookings SET gateway = $2, payment_reference = $3, authorization_url = $4, updated_at = now()
-                      WHERE id = $1 RETURNING ", booking_columns!(), ""
+                      WHERE id = $1 RETURNING ",
+                    booking_columns!(),
+                    ""
                 ))
                 .bind(id)
                 .bind(payment.gateway.as_str())
                 .bind(&payment.reference)
                 .bind(&payment.authorization_url)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(row.as_ref().map(booking).transpose()?)
             }
         }
@@ -486,14 +542,8 @@ impl Store {
         }
     }
 
-    /// Applies a successful charge: the booking it pays is confirmed and
-    /// its money held. A booking whose hold lapsed is confirmed if its
-    /// dates are still free; otherwise the money is orphaned (refund it).
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn confirm_payment(
+    /// One attempt of [`Self::confirm_payment`].
+    async fn confirm_payment_once(
         &self,
         reference: &str,
         amount_minor: i64,
@@ -518,6 +568,15 @@ impl Store {
                 let Some(current) = state.bookings.get(&id).cloned() else {
                     return Ok(Confirmation::Unknown);
                 };
+                if current.refund_status.is_some() {
+                    return Ok(Confirmation::Refunded(current));
+                }
+                if matches!(
+                    current.status,
+                    BookingStatus::Confirmed | BookingStatus::Completed
+                ) {
+                    return Ok(Confirmation::AlreadyConfirmed(current));
+                }
                 if current.amount_minor != amount_minor || current.currency != currency {
                     return Ok(Confirmation::Mismatch(current));
                 }
@@ -547,6 +606,15 @@ impl Store {
             }
             Self::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                let listing: Option<String> = sqlx::query_scalar(
+                    "SELECT listing_id FROM bookings WHERE payment_reference = $1",
+                )
+                .bind(reference)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(listing) = &listing {
+                    lock_listing(&mut tx, listing).await?;
+                }
                 let row = sqlx::query(concat!(
                     "SELECT ",
                     booking_columns!(),
@@ -559,6 +627,15 @@ impl Store {
                     return Ok(Confirmation::Unknown);
                 };
                 let current = booking(&row)?;
+                if current.refund_status.is_some() {
+                    return Ok(Confirmation::Refunded(current));
+                }
+                if matches!(
+                    current.status,
+                    BookingStatus::Confirmed | BookingStatus::Completed
+                ) {
+                    return Ok(Confirmation::AlreadyConfirmed(current));
+                }
                 if current.amount_minor != amount_minor || current.currency != currency {
                     return Ok(Confirmation::Mismatch(current));
                 }
@@ -623,6 +700,15 @@ impl Store {
             {
                 Some(BookingStatus::Cancelled)
             }
+            // Cancelled earlier, its refund not started yet: try again.
+            (BookingStatus::Cancelled, Escrow::Held)
+                if booking
+                    .refund_status
+                    .as_deref()
+                    .is_none_or(|status| status == "requested") =>
+            {
+                Some(BookingStatus::Cancelled)
+            }
             _ => None,
         };
         match self {
@@ -679,30 +765,54 @@ impl Store {
         }
     }
 
-    /// Records a refund's progress; money leaves escrow when it starts.
+    /// Moves a booking's refund forward: `requested` (claimed, not yet
+    /// sent), `pending` (the gateway has it; the money left escrow), then
+    /// `processed` or `failed` (the money is back in escrow). Never
+    /// backwards; answers whether it changed.
     ///
     /// # Errors
     ///
     /// The database failed.
-    pub async fn set_refund(&self, id: &str, status: &str) -> Result<(), StoreError> {
+    pub async fn set_refund(&self, id: &str, status: &str) -> Result<bool, StoreError> {
+        let status = match status {
+            "processing" => "pending",
+            "completed" => "processed",
+            other => other,
+        };
         match self {
             Self::Memory(memory) => {
-                if let Some(booking) = Self::memory_state(memory).bookings.get_mut(id) {
-                    booking.refund_status = Some(status.to_owned());
-                    booking.escrow = Escrow::Refunded;
+                let mut state = Self::memory_state(memory);
+                let Some(booking) = state.bookings.get_mut(id) else {
+                    return Ok(false);
+                };
+                if !refund_may_become(booking.refund_status.as_deref(), status) {
+                    return Ok(false);
                 }
+                booking.refund_status = Some(status.to_owned());
+                match status {
+                    "pending" | "processed" => booking.escrow = Escrow::Refunded,
+                    "failed" => booking.escrow = Escrow::Held,
+                    _ => {}
+                }
+                Ok(true)
             }
-            Self::Postgres(pool) => {
-                sqlx::query(
-                    "UPDATE bookings SET refund_status = $2, escrow = 'refunded', updated_at = now() WHERE id = $1",
-                )
-                .bind(id)
-                .bind(status)
-                .execute(pool)
-                .await?;
-            }
+            Self::Postgres(pool) => Ok(sqlx::query(
+                "UPDATE bookings SET refund_status = $2,
+                        escrow = CASE $2 WHEN 'pending' THEN 'refunded' WHEN 'processed' THEN 'refunded'
+                                         WHEN 'failed' THEN 'held' ELSE escrow END,
+                        updated_at = now()
+                  WHERE id = $1 AND CASE $2
+                        WHEN 'requested' THEN refund_status IS NULL
+                        WHEN 'pending' THEN refund_status IS NULL OR refund_status = 'requested'
+                        ELSE refund_status IS NULL OR refund_status IN ('requested', 'pending') END",
+            )
+            .bind(id)
+            .bind(status)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1),
         }
-        Ok(())
     }
 
     /// Records a refund's progress by the charge it refunds.
@@ -734,7 +844,7 @@ impl Store {
             }
         };
         match id {
-            Some(id) => self.set_refund(&id, status).await,
+            Some(id) => self.set_refund(&id, status).await.map(|_| ()),
             None => Ok(()),
         }
     }
@@ -799,7 +909,8 @@ impl Store {
                 Ok(match state.bookings.get_mut(id) {
                     Some(booking)
                         if booking.payout_status == PayoutStatus::None
-                            && booking.status == BookingStatus::Confirmed =>
+                            && booking.status == BookingStatus::Confirmed
+                            && booking.escrow == Escrow::Held =>
                     {
                         booking.payout_status = PayoutStatus::Pending;
                         booking.payout_reference = Some(reference);
@@ -815,7 +926,7 @@ impl Store {
                 }
                 let started = sqlx::query(
                     "UPDATE bookings SET payout_status = 'pending', payout_reference = $2, payout_token = $3, updated_at = now()
-                      WHERE id = $1 AND status = 'confirmed' AND payout_status = 'none'",
+                      WHERE id = $1 AND status = 'confirmed' AND payout_status = 'none' AND escrow = 'held'",
                 )
                 .bind(id)
                 .bind(&reference)
@@ -830,14 +941,8 @@ impl Store {
         }
     }
 
-    /// Applies a payout outcome, forward only: `paid` releases the escrow
-    /// and completes the booking; a late `paid` after `reversed` changes
-    /// nothing. Answers the booking if the event changed it.
-    ///
-    /// # Errors
-    ///
-    /// The database failed.
-    pub async fn payout_event(
+    /// One attempt of [`Self::payout_event`].
+    async fn payout_event_once(
         &self,
         reference: &str,
         next: PayoutStatus,
@@ -971,4 +1076,51 @@ impl Store {
 
 fn hold_expires_in(hold: Duration) -> f64 {
     hold.as_secs_f64()
+}
+
+/// Serialises changes to one listing's bookings: concurrent statements that
+/// each check the exclusion constraint against the other's uncommitted row
+/// would otherwise deadlock. The constraint stays the guarantee.
+async fn lock_listing(tx: &mut sqlx::PgConnection, listing_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM listings WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(listing_id)
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
+/// Runs `attempt` again (up to five times) when PostgreSQL broke a deadlock
+/// or a serialization conflict by aborting it: the transaction changed
+/// nothing, so trying again is safe.
+async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(StoreError::Database(error)) if tries < 5 && is_conflict(&error) => {
+                tries += 1;
+                tracing::info!(%error, tries, "transaction aborted by a conflict; trying again");
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_conflict(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+fn refund_may_become(current: Option<&str>, next: &str) -> bool {
+    match next {
+        "requested" => current.is_none(),
+        "pending" => matches!(current, None | Some("requested")),
+        "processed" | "failed" => matches!(current, None | Some("requested" | "pending")),
+        _ => false,
+    }
 }

@@ -98,7 +98,12 @@ async fn listing(backend: &Backend) -> String {
 fn booking(listing: &str, guest: usize) -> Value {
     json!({"listing_id": listing,
            "guest": {"name": format!("Guest {guest}"), "email": format!("guest{guest}@example.com"), "phone": "+2348059876543"},
-           "check_in": "2031-03-01", "check_out": "2031-03-04"})
+           "check_in": day(30), "check_out": day(33)})
+}
+
+/// `YYYY-MM-DD`, `offset` days from today (UTC).
+fn day(offset: i64) -> String {
+    (time::OffsetDateTime::now_utc().date() + time::Duration::days(offset)).to_string()
 }
 
 async fn fifty_racers(database_url: Option<String>) {
@@ -448,7 +453,7 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
     proxy.cut();
     let later = json!({"listing_id": listing,
         "guest": {"name": "Guest 2", "email": "guest2@example.com", "phone": "+2348059876543"},
-        "check_in": "2031-04-01", "check_out": "2031-04-03"});
+        "check_in": day(60), "check_out": day(62)});
     let (status, body) = post(&bookings, &later, Some("second")).await;
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -503,5 +508,99 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
         2,
         "one booking per request that succeeded, none half-made"
     );
+    backend.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_typed_error() {
+    let backend = backend(None).await;
+    let listing = listing(&backend).await;
+    let bookings = format!("{}/v1/bookings", backend.url);
+    let mut past = booking(&listing, 1);
+    past["check_in"] = json!(day(-3));
+    past["check_out"] = json!(day(-1));
+    let mut control = booking(&listing, 2);
+    control["guest"]["name"] = json!("Ada\u{0}Obi");
+    let mut inverted = booking(&listing, 3);
+    inverted["check_out"] = json!(day(10));
+    for (index, (body, code)) in [
+        (past, "invalid_dates"),
+        (control, "invalid_field"),
+        (inverted, "invalid_dates"),
+        (json!({"listing_id": listing}), "invalid_json"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, answer) = post(&bookings, &body, Some(&format!("bad-{index}"))).await;
+        assert!(matches!(status, 400 | 422), "{status} {answer}");
+        assert_eq!(answer["code"], code, "{answer}");
+    }
+    let missing = reqwest::get(format!("{bookings}/..%2F..%00"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let (status, _) = post(&bookings, &booking(&listing, 4), None).await;
+    assert_eq!(status, 400, "Idempotency-Key is required");
+    backend.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_whose_refund_failed_can_be_retried_and_refunds_once() {
+    let backend = backend(None).await;
+    let listing = listing(&backend).await;
+    let (status, created) = post(
+        &format!("{}/v1/bookings", backend.url),
+        &booking(&listing, 1),
+        Some("b1"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let reference = created["payment"]["reference"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    client
+        .post(format!(
+            "{}/_sim/charges/{reference}/complete",
+            backend.sim.base_url()
+        ))
+        .body(r#"{"outcome":"success"}"#)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let booking: Value = reqwest::get(format!("{}/v1/bookings/{id}", backend.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if booking["status"] == "confirmed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    backend.sim.set_faults(
+        serde_json::from_value(json!({"rules": [{"match": {"method": "POST", "path": "/refund"}, "error": {"status": [503]}}]}))
+            .unwrap(),
+    );
+    let cancel = format!("{}/v1/bookings/{id}/cancel", backend.url);
+    let (status, answer) = post(&cancel, &json!({}), Some("c1")).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (503, Some("refund_unavailable")),
+        "{answer}"
+    );
+    backend.sim.set_faults(gateway_sim::FaultPlan::default());
+    let (status, answer) = post(&cancel, &json!({}), Some("c1")).await;
+    assert_eq!(status, 200, "the retried cancellation refunds: {answer}");
+    assert_eq!(
+        (answer["status"].as_str(), answer["escrow"].as_str()),
+        (Some("cancelled"), Some("refunded"))
+    );
+    let (status, _) = post(&cancel, &json!({}), Some("c2")).await;
+    assert_eq!(status, 409, "a refunded booking is not cancelled again");
+    let refunds = backend.sim.snapshot().refunds;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
     backend.shutdown.cancel();
 }
