@@ -497,3 +497,43 @@ fn the_readme_shows_the_fenced_write_these_tests_run() {
         "update FENCED_WRITE and the README together"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_the_command_leaves_behind_are_stopped_before_the_release() {
+    let db = TestDb::new().await;
+    let url = db.url().to_owned();
+    let locker = locker(&db).await;
+    let (code, stdout, stderr) = blocking(move || {
+        finish(payguard(&url).args([
+            "--name",
+            "bg",
+            "--grace",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 30 & echo $!",
+        ]))
+    })
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("left processes behind"), "{stderr}");
+    let straggler = Pid::from_raw(stdout.trim().parse().unwrap());
+    // Dead, or a zombie waiting for whoever inherited it to reap it.
+    let state = std::fs::read_to_string(format!("/proc/{straggler}/stat")).unwrap_or_default();
+    let zombie = state
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    assert!(
+        kill(straggler, None).is_err() || zombie,
+        "the background sleep was stopped: {state}"
+    );
+    assert!(matches!(
+        locker
+            .try_lock("bg", &LockOptions::default())
+            .await
+            .unwrap(),
+        Acquisition::Acquired(_)
+    ));
+}

@@ -9,7 +9,7 @@ pub(crate) fn minor_units(value: &Value) -> Option<i64> {
         Value::String(text) => text.trim().parse().ok(),
         _ => None,
     }
-    .filter(|amount| *amount > 0)
+    .filter(|amount| (1..9_000_000_000_000_000).contains(amount))
 }
 
 /// A positive amount in major units (Flutterwave: `5000` or `5000.50`),

@@ -284,9 +284,23 @@ impl FaultPlan {
                 }
             }
             if let Some(limit) = &rule.rate_limit
-                && (!limit.rps.is_finite() || limit.rps <= 0.0 || limit.burst == 0)
+                && (!(0.001..=1_000_000.0).contains(&limit.rps) || limit.burst == 0)
             {
-                return Err(format!("{label}: rate_limit needs rps > 0 and burst >= 1"));
+                return Err(format!(
+                    "{label}: rate_limit needs 0.001 <= rps <= 1e6 and burst >= 1"
+                ));
+            }
+            const TEN_MINUTES: u64 = 600_000;
+            let too_long = rule.latency.as_ref().is_some_and(|latency| {
+                latency.fixed_ms > TEN_MINUTES || latency.jitter_ms > TEN_MINUTES
+            }) || rule
+                .timeout
+                .as_ref()
+                .is_some_and(|timeout| timeout.hang_ms > TEN_MINUTES);
+            if too_long {
+                return Err(format!(
+                    "{label}: latency and hang_ms are at most 10 minutes"
+                ));
             }
             for step in rule.sequence.iter().flatten() {
                 if step
@@ -536,8 +550,8 @@ pub(crate) async fn apply(
     }
     let status = response.status().as_u16();
     let response = match decision.malformed {
-        Some(mode) => malform(response, mode).await,
-        None => response,
+        Some(mode) if response.status().is_success() => malform(response, mode).await,
+        _ => response,
     };
     entry.finish(&sim, fault, Some(status));
     response

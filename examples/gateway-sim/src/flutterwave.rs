@@ -246,6 +246,8 @@ async fn create_transfer(State(sim): State<Sim>, headers: HeaderMap, bytes: Byte
         .and_then(|value| value.to_str().ok())
         .filter(|key| !key.is_empty())
         .map(str::to_owned);
+    // One keyed request at a time: look up, create, remember, atomically.
+    let _keyed = key.as_ref().map(|_| sim.idempotency_lock());
     if let Some(key) = &key
         && let Some((status, body)) = sim.books().idempotent_responses.get(key).cloned()
     {

@@ -189,8 +189,8 @@ pub(crate) struct Inner {
     faults: Mutex<FaultPlan>,
     rng: Mutex<StdRng>,
     journal: Mutex<Vec<control::JournalEntry>>,
+    keyed: Mutex<()>,
     pub webhooks: webhooks::Webhooks,
-    pub shutdown: CancellationToken,
 }
 
 impl std::ops::Deref for Sim {
@@ -216,8 +216,8 @@ impl Sim {
             books: Mutex::new(Books::default()),
             faults: Mutex::new(FaultPlan::default()),
             journal: Mutex::new(Vec::new()),
+            keyed: Mutex::new(()),
             webhooks,
-            shutdown,
         }))
     }
 
@@ -231,6 +231,11 @@ impl Sim {
 
     pub(crate) fn rng(&self) -> MutexGuard<'_, StdRng> {
         lock(&self.rng)
+    }
+
+    /// Serialises `X-Idempotency-Key` requests (Flutterwave).
+    pub(crate) fn idempotency_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.keyed)
     }
 
     pub(crate) fn journal(&self) -> MutexGuard<'_, Vec<control::JournalEntry>> {
@@ -262,7 +267,13 @@ impl Sim {
 
     /// Forgets everything but the configuration, and reseeds.
     pub(crate) fn reset(&self) {
-        *self.books() = Books::default();
+        {
+            let mut books = self.books();
+            // Ids keep counting: a timer of the old era cannot hit a new object.
+            let next_id = books.next_id;
+            *books = Books::default();
+            books.next_id = next_id;
+        }
         *self.faults() = FaultPlan::default();
         *self.rng() = StdRng::seed_from_u64(self.config.seed);
         self.journal().clear();
@@ -275,9 +286,10 @@ impl Sim {
             return;
         };
         let sim = self.clone();
+        let era = self.webhooks.era();
         tokio::spawn(async move {
             tokio::select! {
-                () = sim.shutdown.cancelled() => {}
+                () = era.cancelled() => {}
                 () = tokio::time::sleep(after) => {
                     let _ = control::settle(&sim, settle);
                 }

@@ -168,10 +168,11 @@ impl Books {
 
     /// Credits (or debits, if negative) a balance that starts at `initial`.
     pub(crate) fn credit(&mut self, provider: Provider, currency: &str, amount: i64, initial: i64) {
-        *self
+        let balance = self
             .balances
             .entry((provider, currency.to_owned()))
-            .or_insert(initial) += amount;
+            .or_insert(initial);
+        *balance = balance.saturating_add(amount);
     }
 
     pub(crate) fn balance(&self, provider: Provider, currency: &str, initial: i64) -> i64 {

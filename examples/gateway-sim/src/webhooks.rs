@@ -116,6 +116,24 @@ impl WebhookSettings {
         if self.receiver_timeout_ms == 0 {
             return Err("receiver_timeout_ms must be > 0".to_owned());
         }
+        const TEN_MINUTES: u64 = 600_000;
+        let delays = [
+            self.delay_ms.max,
+            self.duplicate_spacing_ms,
+            self.out_of_order_window_ms,
+            self.receiver_timeout_ms,
+        ];
+        if self.time_scale > 1000.0
+            || delays.into_iter().any(|ms| ms > TEN_MINUTES)
+            || self.retry_schedule_ms.iter().any(|ms| *ms > 72 * 3_600_000)
+            || self.duplicates > 100
+        {
+            return Err(
+                "limits: time_scale <= 1000, delays and timeouts <= 10 min, \
+                        retry waits <= 72 h, duplicates <= 100"
+                    .to_owned(),
+            );
+        }
         for url in [&self.paystack_url, &self.flutterwave_url]
             .into_iter()
             .flatten()
@@ -175,6 +193,10 @@ pub(crate) struct Webhooks {
     held: Mutex<Vec<u64>>,
     http: reqwest::Client,
     shutdown: CancellationToken,
+    /// Cancelled by a reset: deliveries and timers of the old era stop.
+    era: Mutex<CancellationToken>,
+    /// Delivery ids, never reused (not even across resets).
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Webhooks {
@@ -188,7 +210,9 @@ impl Webhooks {
             log: Mutex::new(Vec::new()),
             held: Mutex::new(Vec::new()),
             http: reqwest::Client::new(),
+            era: Mutex::new(shutdown.child_token()),
             shutdown,
+            next_id: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -212,6 +236,13 @@ impl Webhooks {
         );
         lock(&self.log).clear();
         lock(&self.held).clear();
+        let old = std::mem::replace(&mut *lock(&self.era), self.shutdown.child_token());
+        old.cancel();
+    }
+
+    /// The current era's token: cancelled by shutdown and by reset.
+    pub(crate) fn era(&self) -> CancellationToken {
+        lock(&self.era).clone()
     }
 
     fn target(&self, settings: &WebhookSettings, provider: Provider) -> Option<String> {
@@ -248,7 +279,9 @@ impl Webhooks {
         };
         let id = {
             let mut log = lock(&self.log);
-            let id = log.len() as u64 + 1;
+            let id = self
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             log.push(DeliveryLog {
                 id,
                 provider: event.provider,
@@ -279,14 +312,21 @@ impl Webhooks {
             if first {
                 let sim = sim.clone();
                 let window = Duration::from_millis(settings.out_of_order_window_ms);
+                let era = self.era();
                 tokio::spawn(async move {
                     tokio::select! {
-                        () = sim.shutdown.cancelled() => return,
+                        () = era.cancelled() => return,
                         () = tokio::time::sleep(window) => {}
                     }
                     let batch: Vec<u64> = std::mem::take(&mut *lock(&sim.webhooks.held));
+                    // Newest first; each delivery (with its retries) on its own task,
+                    // started a little apart to keep the order.
                     for id in batch.into_iter().rev() {
-                        sim.webhooks.deliver(&sim, id, &settings).await;
+                        let (sim, settings) = (sim.clone(), settings.clone());
+                        tokio::spawn(
+                            async move { sim.webhooks.deliver(&sim, id, &settings).await },
+                        );
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 });
             }
@@ -300,18 +340,16 @@ impl Webhooks {
 
     /// The original and its duplicate copies, each retried on failure.
     async fn deliver(&self, sim: &Sim, id: u64, settings: &WebhookSettings) {
+        let era = self.era();
         let delay = {
             let mut rng = sim.rng();
             rng.random_range(settings.delay_ms.min..=settings.delay_ms.max)
         };
-        if !self.sleep(Duration::from_millis(delay)).await {
+        if !sleep(&era, Duration::from_millis(delay)).await {
             return;
         }
         for copy in 0..=settings.duplicates {
-            if copy > 0
-                && !self
-                    .sleep(Duration::from_millis(settings.duplicate_spacing_ms))
-                    .await
+            if copy > 0 && !sleep(&era, Duration::from_millis(settings.duplicate_spacing_ms)).await
             {
                 return;
             }
@@ -320,7 +358,7 @@ impl Webhooks {
                 let outcome = if dropped {
                     "dropped".to_owned()
                 } else {
-                    self.attempt(id, settings.receiver_timeout_ms).await
+                    self.attempt(&era, id, settings.receiver_timeout_ms).await
                 };
                 let delivered = outcome.starts_with('2');
                 self.note(sim, id, copy.to_string(), outcome, delivered);
@@ -331,8 +369,10 @@ impl Webhooks {
                     self.note(sim, id, copy.to_string(), "gave up".to_owned(), false);
                     break;
                 };
-                let wait = Duration::from_secs_f64(*wait as f64 / 1000.0 * settings.time_scale);
-                if !self.sleep(wait).await {
+                let wait = Duration::from_secs_f64(
+                    (*wait as f64 / 1000.0 * settings.time_scale).min(86_400.0),
+                );
+                if !sleep(&era, wait).await {
                     return;
                 }
             }
@@ -346,8 +386,9 @@ impl Webhooks {
         }
         let timeout = self.settings().receiver_timeout_ms;
         let sim = sim.clone();
+        let era = self.era();
         tokio::spawn(async move {
-            let outcome = sim.webhooks.attempt(id, timeout).await;
+            let outcome = sim.webhooks.attempt(&era, id, timeout).await;
             let delivered = outcome.starts_with('2');
             sim.webhooks
                 .note(&sim, id, "replay".to_owned(), outcome, delivered);
@@ -356,7 +397,7 @@ impl Webhooks {
     }
 
     /// One POST; the status, or the error.
-    async fn attempt(&self, id: u64, timeout_ms: u64) -> String {
+    async fn attempt(&self, era: &CancellationToken, id: u64, timeout_ms: u64) -> String {
         let Some((target, body, headers)) = lock(&self.log)
             .iter()
             .find(|delivery| delivery.id == id)
@@ -380,7 +421,7 @@ impl Webhooks {
             request = request.header(name, value);
         }
         tokio::select! {
-            () = self.shutdown.cancelled() => "shut down".to_owned(),
+            () = era.cancelled() => "shut down".to_owned(),
             sent = request.send() => match sent {
                 Ok(response) => response.status().as_u16().to_string(),
                 Err(error) => format!("error: {error}"),
@@ -396,14 +437,6 @@ impl Webhooks {
         {
             delivery.attempts.push(Attempt { copy, at, outcome });
             delivery.delivered |= delivered;
-        }
-    }
-
-    /// Sleeps unless shut down first; `false` on shutdown.
-    async fn sleep(&self, duration: Duration) -> bool {
-        tokio::select! {
-            () = self.shutdown.cancelled() => false,
-            () = tokio::time::sleep(duration) => true,
         }
     }
 }
@@ -460,5 +493,13 @@ fn secret_of(config: &SimConfig, provider: Provider) -> &str {
     match provider {
         Provider::Paystack => &config.paystack_secret_key,
         Provider::Flutterwave => &config.flutterwave_secret_hash,
+    }
+}
+
+/// Sleeps unless the era ends first; `false` if it did.
+async fn sleep(era: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        () = era.cancelled() => false,
+        () = tokio::time::sleep(duration) => true,
     }
 }

@@ -446,8 +446,8 @@ async fn errors_rate_limits_latency_malformed_bodies_sequences_and_scenarios() {
         {"name":"throttle","match":{"path":"/transaction/verify/slow-1"},"rate_limit":{"rps":0.5,"burst":1}},
         {"name":"throttle-date","match":{"path":"/transaction/verify/slow-2"},"rate_limit":{"rps":0.5,"burst":1,"retry_after":"http-date"}},
         {"name":"slow","match":{"path":"/transaction/verify/latent"},"latency":{"fixed_ms":250,"jitter_ms":50}},
-        {"name":"cut","match":{"path":"/transaction/verify/cut"},"malformed":{"mode":"truncate"}},
-        {"name":"html","match":{"path":"/transaction/verify/html"},"malformed":{"mode":"wrong_content_type"}},
+        {"name":"cut","match":{"path":"/transaction/verify/bk-9"},"times":1,"malformed":{"mode":"truncate"}},
+        {"name":"html","match":{"path":"/transaction/verify/bk-9"},"times":1,"malformed":{"mode":"wrong_content_type"}},
         {"name":"script","match":{"provider":"flutterwave","path":"/transfers"},"sequence":[{"status":503},{"status":429,"retry_after":1},{"pass":true}]}
     ]});
     let (status, body) = control(&sim, "PUT", "/faults", plan).await;
@@ -510,7 +510,7 @@ async fn errors_rate_limits_latency_malformed_bodies_sequences_and_scenarios() {
     assert!(started.elapsed() >= Duration::from_millis(250));
 
     let cut = client()
-        .get(format!("{}/transaction/verify/cut", sim.paystack_url()))
+        .get(format!("{}/transaction/verify/bk-9", sim.paystack_url()))
         .header("authorization", PAYSTACK_AUTH)
         .send()
         .await
@@ -520,7 +520,7 @@ async fn errors_rate_limits_latency_malformed_bodies_sequences_and_scenarios() {
         .unwrap();
     assert!(serde_json::from_slice::<Value>(&cut).is_err(), "truncated");
     let html = client()
-        .get(format!("{}/transaction/verify/html", sim.paystack_url()))
+        .get(format!("{}/transaction/verify/bk-9", sim.paystack_url()))
         .header("authorization", PAYSTACK_AUTH)
         .send()
         .await
@@ -1018,4 +1018,48 @@ fn the_binary_prints_its_base_url_first() {
     child.wait().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_makes_one_transfer_even_when_racing() {
+    let sim = SimConfig::default().start().await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let url = format!("{}/transfers", sim.flutterwave_url());
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .header("authorization", FLUTTERWAVE_AUTH)
+                    .header("x-idempotency-key", "same-key")
+                    .json(&json!({"account_bank":"044","account_number":"0690000040","amount":10,"reference":format!("fw_race_{n}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for racer in racers {
+        assert_eq!(racer.await.unwrap(), 200);
+    }
+    assert_eq!(sim.snapshot().transfers.len(), 1);
+    let (status, _) = control(
+        &sim,
+        "PUT",
+        "/faults",
+        json!({"rules":[{"rate_limit":{"rps":1e-300}}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "absurd settings are refused, not a panic");
+    let (status, _) = control(&sim, "PUT", "/webhooks", json!({"time_scale":1e300})).await;
+    assert_eq!(status, 400);
+    let (status, body) = paystack(
+        &sim,
+        "POST",
+        "/transaction/initialize",
+        Some(json!({"email":"a@b.co","amount":i64::MAX})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    sim.shutdown().await;
 }

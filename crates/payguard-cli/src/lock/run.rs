@@ -70,7 +70,10 @@ pub(crate) struct Run {
     /// job again.
     #[arg(long, value_parser = parse_duration)]
     at_least: Option<Duration>,
-    /// After the lease is lost: time between SIGTERM and SIGKILL.
+    /// After the lease is lost (or when the command leaves processes
+    /// behind): time between SIGTERM and SIGKILL, capped at the lease's
+    /// safety margin (ttl/10, between 1 s and ttl/4) so the command is
+    /// gone before another host can take the lease.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     grace: Duration,
     /// With --wait: how often to ask again (jittered).
@@ -103,11 +106,23 @@ pub(super) async fn run(args: Run) -> Result<(), Failure> {
         .validate()
         .map_err(|error| Failure::Usage(format!("lock run: {error}")))?;
 
+    let acquiring = acquire(&args, &options);
+    tokio::pin!(acquiring);
     let guard = tokio::select! {
-        guard = acquire(&args, &options) => guard?,
-        signal = signals.recv() => return Err(Failure::Exit(signal_exit_code(signal))),
+        guard = &mut acquiring => guard?,
+        signal = signals.recv() => {
+            // Dropping an acquisition mid-statement could leave a lease
+            // that nobody holds: let it finish, then give back what it got.
+            if let Ok(Ok(guard)) = tokio::time::timeout(Duration::from_secs(5), &mut acquiring).await {
+                let _ = guard.release().await;
+            }
+            return Err(Failure::Exit(signal_exit_code(signal)));
+        }
     };
-    supervise(guard, &args, &mut signals).await
+    // The command must be gone before another host can take the lease:
+    // the grace period ends within the lease's safety margin.
+    let grace = args.grace.min(options.margin());
+    supervise(guard, &args, grace, &mut signals).await
 }
 
 async fn acquire(args: &Run, options: &LockOptions) -> Result<LockGuard, Failure> {
@@ -168,7 +183,12 @@ async fn acquire(args: &Run, options: &LockOptions) -> Result<LockGuard, Failure
 
 /// Runs the command, stopping it if the lease is lost and forwarding
 /// signals, then releases the lock.
-async fn supervise(guard: LockGuard, args: &Run, signals: &mut Signals) -> Result<(), Failure> {
+async fn supervise(
+    guard: LockGuard,
+    args: &Run,
+    grace: Duration,
+    signals: &mut Signals,
+) -> Result<(), Failure> {
     let Some((program, arguments)) = args.command.split_first() else {
         return Err(Failure::Usage("lock run: no command given".to_owned()));
     };
@@ -178,6 +198,8 @@ async fn supervise(guard: LockGuard, args: &Run, signals: &mut Signals) -> Resul
         .env("PAYGUARD_FENCING_TOKEN", guard.token().get().to_string())
         .env("PAYGUARD_LOCK_OWNER", guard.owner().as_str())
         .process_group(0)
+        // If payguard itself panics, the command does not outlive it.
+        .kill_on_drop(true)
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
@@ -216,7 +238,7 @@ async fn supervise(guard: LockGuard, args: &Run, signals: &mut Signals) -> Resul
                     guard.token().get()
                 );
                 signal_group(group, Signal::SIGTERM);
-                kill_at = Some(Instant::now() + args.grace);
+                kill_at = Some(Instant::now() + grace);
             }
             () = sleep_until(kill_at), if kill_at.is_some() => {
                 eprintln!("payguard: the command outlived --grace; sending SIGKILL");
@@ -231,6 +253,9 @@ async fn supervise(guard: LockGuard, args: &Run, signals: &mut Signals) -> Resul
         signal_group(group, Signal::SIGKILL);
         return Err(Failure::Exit(LEASE_LOST));
     }
+    // Processes the command left behind in its group would keep working
+    // after the lock is released: stop them first.
+    stop_stragglers(group, grace).await;
     let code = match waited {
         Ok(status) => exit_code(status),
         Err(error) => {
@@ -265,6 +290,26 @@ async fn release(guard: LockGuard) {
             "payguard: could not release the lock ({}); it expires within --ttl",
             chain(&error)
         );
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`, to what is left of the group.
+async fn stop_stragglers(group: Option<Pid>, grace: Duration) {
+    let Some(group) = group else { return };
+    let alive = || killpg(group, None).is_ok();
+    if !alive() {
+        return;
+    }
+    eprintln!(
+        "payguard: the command left processes behind; stopping them before releasing the lock"
+    );
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if alive() {
+        let _ = killpg(group, Signal::SIGKILL);
     }
 }
 
