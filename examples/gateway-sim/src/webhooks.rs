@@ -240,6 +240,13 @@ impl Webhooks {
         old.cancel();
     }
 
+    /// Whether delivery `id` has had an attempt (or was dropped).
+    fn attempted(&self, id: u64) -> bool {
+        lock(&self.log)
+            .iter()
+            .any(|delivery| delivery.id == id && !delivery.attempts.is_empty())
+    }
+
     /// The current era's token: cancelled by shutdown and by reset.
     pub(crate) fn era(&self) -> CancellationToken {
         lock(&self.era).clone()
@@ -319,14 +326,27 @@ impl Webhooks {
                         () = tokio::time::sleep(window) => {}
                     }
                     let batch: Vec<u64> = std::mem::take(&mut *lock(&sim.webhooks.held));
-                    // Newest first; each delivery (with its retries) on its own task,
-                    // started a little apart to keep the order.
+                    // Newest first: each delivery (with its retries) runs on
+                    // its own task, the next starting once this one's first
+                    // attempt is over, so the order holds however slow the
+                    // receiver is.
                     for id in batch.into_iter().rev() {
-                        let (sim, settings) = (sim.clone(), settings.clone());
-                        tokio::spawn(
-                            async move { sim.webhooks.deliver(&sim, id, &settings).await },
+                        let (task_sim, task_settings) = (sim.clone(), settings.clone());
+                        tokio::spawn(async move {
+                            task_sim
+                                .webhooks
+                                .deliver(&task_sim, id, &task_settings)
+                                .await;
+                        });
+                        let patience = Duration::from_millis(
+                            settings.delay_ms.max + settings.receiver_timeout_ms,
                         );
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let started = tokio::time::Instant::now();
+                        while !sim.webhooks.attempted(id) && started.elapsed() < patience {
+                            if !sleep(&era, Duration::from_millis(2)).await {
+                                return;
+                            }
+                        }
                     }
                 });
             }
