@@ -123,9 +123,14 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
     .start()
     .await
     .map_err(|error| format!("gateway-sim: {error}"))?;
+    let scratch = match &args.database_url {
+        Some(url) => Some(ScratchDatabase::create(url).await?),
+        None => None,
+    };
+    let database_url = scratch.as_ref().map(|scratch| scratch.url.clone());
     let settings = |port: u16, instance: usize| Settings {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        database_url: args.database_url.clone(),
+        database_url: database_url.clone(),
         gateways: GatewayConfig {
             paystack_base_url: sim.paystack_url(),
             paystack_secret_key: gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
@@ -193,7 +198,51 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
         let _ = child.kill().await;
     }
     demo.progress.finish_and_clear();
+    if let Some(scratch) = scratch {
+        scratch.drop_database().await;
+    }
     result
+}
+
+/// A database of its own on the server `DATABASE_URL` names, so a run never
+/// meets an earlier run's bookings; dropped at the end.
+struct ScratchDatabase {
+    admin: sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    async fn create(server_url: &str) -> Result<Self, Failed> {
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(server_url)
+            .await
+            .map_err(|error| format!("cannot connect to DATABASE_URL: {error}"))?;
+        let name = new_id("booking_demo_");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .map_err(|error| {
+                format!("cannot create a scratch database (needs CREATEDB): {error}")
+            })?;
+        let mut url =
+            url::Url::parse(server_url).map_err(|error| format!("DATABASE_URL: {error}"))?;
+        url.set_path(&name);
+        Ok(Self {
+            admin,
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop_database(self) {
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&self.admin)
+            .await;
+    }
 }
 
 #[derive(Debug, Default)]
