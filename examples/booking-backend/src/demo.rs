@@ -576,13 +576,29 @@ impl Demo {
             .filter(|booking| !tally.unpaid.iter().any(|id| booking["id"] == id.as_str()))
             .find_map(|booking| booking["id"].as_str().map(str::to_owned));
         if let Some(id) = later {
-            let (status, _, answer) = self
-                .post(
-                    &format!("{}/v1/bookings/{id}/cancel", self.backend(1)),
-                    &json!({}),
-                    Some(&new_id("idem_")),
-                )
-                .await?;
+            // As a client should: a 503 says when to try again (the refund
+            // is blocked while Paystack's breaker is open, say).
+            let key = new_id("idem_");
+            let mut answer = (0, HeaderMap::new(), Value::Null);
+            for _ in 0..10 {
+                answer = self
+                    .post(
+                        &format!("{}/v1/bookings/{id}/cancel", self.backend(1)),
+                        &json!({}),
+                        Some(&key),
+                    )
+                    .await?;
+                if answer.0 != 503 {
+                    break;
+                }
+                let wait = answer
+                    .1
+                    .get("retry-after")
+                    .and_then(|value| value.to_str().ok()?.parse().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+            let (status, _, answer) = answer;
             if status != 200 {
                 return Err(format!(
                     "cancelling a paid booking answered {status}: {answer}"
