@@ -1,7 +1,8 @@
 //! Lock strategies compared on the same PostgreSQL and Redis, in one run.
 //!
 //! `cargo bench -p payguard-benches --bench lock_strategies` (about 5
-//! minutes), or `... -- --quick` (about 2). Needs PostgreSQL
+//! minutes), or `... -- --quick` (about 2); `-- --only ours,shedlock`
+//! runs the strategies whose names contain one of those words. Needs PostgreSQL
 //! (`DATABASE_URL`, default the local server), Redis on `REDIS_URL`
 //! (default 127.0.0.1:6379) and `redis-server` on `PATH`: three more Redis
 //! servers are started on free ports for Redlock and stopped at the end.
@@ -609,14 +610,15 @@ async fn throughput(
     contenders: usize,
     keys: usize,
     duration: Duration,
-) -> (f64, Vec<u64>) {
+) -> (f64, Vec<u64>, f64) {
     let deadline = Instant::now() + duration;
     let tasks: Vec<_> = (0..contenders)
         .map(|_| {
             let strategy = Arc::clone(strategy);
             tokio::spawn(async move {
-                let mut wins = 0u64;
+                let (mut wins, mut tries) = (0u64, 0u64);
                 while Instant::now() < deadline {
+                    tries += 1;
                     let key = if keys == 1 {
                         "hot".to_owned()
                     } else {
@@ -631,17 +633,21 @@ async fn throughput(
                         Ok(None) | Err(_) => tokio::task::yield_now().await,
                     }
                 }
-                wins
+                (wins, tries)
             })
         })
         .collect();
     let mut wins = Vec::with_capacity(contenders);
+    let mut tries = 0;
     for task in tasks {
-        wins.push(task.await.unwrap_or(0));
+        let (won, tried) = task.await.unwrap_or((0, 0));
+        wins.push(won);
+        tries += tried;
     }
     (
         wins.iter().sum::<u64>() as f64 / duration.as_secs_f64(),
         wins,
+        tries as f64 / duration.as_secs_f64(),
     )
 }
 
@@ -909,6 +915,9 @@ struct Row {
     p99: Duration,
     over_select1: f64,
     one_name: [f64; 3],
+    /// Attempts per second by 32 contenders on one name: how hard the
+    /// losers hit the store.
+    tries_32: f64,
     many_names: [f64; 3],
     jain: f64,
     wal_per_1000: Option<f64>,
@@ -918,7 +927,7 @@ struct Row {
     trials: usize,
 }
 
-async fn run(quick: bool) -> Result<(), Error> {
+async fn run(quick: bool, only: &[String]) -> Result<(), Error> {
     let db = TestDb::with_max_connections(4).await;
     setup(db.pool()).await?;
     let (_servers, redlock) = start_redis_servers(3).await?;
@@ -947,7 +956,9 @@ async fn run(quick: bool) -> Result<(), Error> {
     );
 
     let mut rows = Vec::new();
-    for name in STRATEGIES {
+    for name in STRATEGIES.into_iter().filter(|name| {
+        only.is_empty() || only.iter().any(|part| name.to_lowercase().contains(part))
+    }) {
         let strategy = build(name, &places, 40).await?;
         let mut row = Row {
             name: strategy.name(),
@@ -969,8 +980,11 @@ async fn run(quick: bool) -> Result<(), Error> {
         .await?;
         row.over_select1 = row.p50.as_secs_f64() / select1_p50.as_secs_f64();
         for (slot, contenders) in [1usize, 8, 32].into_iter().enumerate() {
-            let (rate, wins) = throughput(&strategy, contenders, 1, duration).await;
+            let (rate, wins, tries) = throughput(&strategy, contenders, 1, duration).await;
             row.one_name[slot] = rate;
+            if contenders == 32 {
+                row.tries_32 = tries;
+            }
             if contenders == 8 {
                 row.jain = jain(&wins);
             }
@@ -998,13 +1012,13 @@ fn micros(duration: Duration) -> f64 {
 fn report(rows: &[Row], select1_p50: Duration, quick: bool) -> Result<(), Error> {
     let mut table = String::new();
     table.push_str(&format!(
-        "{:<28} {:>6} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9} {:>7}\n",
-        "strategy", "fenced", "p50 µs", "p99 µs", "÷SEL1", "1×1/s", "8×1/s", "32×1/s", "1×1k/s", "8×1k/s", "32×1k/s",
+        "{:<28} {:>6} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9} {:>7}\n",
+        "strategy", "fenced", "p50 µs", "p99 µs", "÷SEL1", "1×1/s", "8×1/s", "32×1/s", "32×1 try/s", "1×1k/s", "8×1k/s", "32×1k/s",
         "Jain", "WAL B/1k", "kill→ms", "takeover", "stale"
     ));
     for row in rows {
         table.push_str(&format!(
-            "{:<28} {:>6} {:>8.0} {:>8.0} {:>7.2} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>6.2} {:>9} {:>9.0} {:>9} {:>7}\n",
+            "{:<28} {:>6} {:>8.0} {:>8.0} {:>7.2} {:>9.0} {:>9.0} {:>9.0} {:>10.0} {:>9.0} {:>9.0} {:>9.0} {:>6.2} {:>9} {:>9.0} {:>9} {:>7}\n",
             row.name,
             if row.fenced { "yes" } else { "no" },
             micros(row.p50),
@@ -1013,6 +1027,7 @@ fn report(rows: &[Row], select1_p50: Duration, quick: bool) -> Result<(), Error>
             row.one_name[0],
             row.one_name[1],
             row.one_name[2],
+            row.tries_32,
             row.many_names[0],
             row.many_names[1],
             row.many_names[2],
@@ -1033,11 +1048,11 @@ fn report(rows: &[Row], select1_p50: Duration, quick: bool) -> Result<(), Error>
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lock-strategies");
     std::fs::create_dir_all(&directory)?;
     let mut csv = String::from(
-        "strategy,fenced,p50_us,p99_us,p50_over_select1,one_name_1,one_name_8,one_name_32,names_1000_1,names_1000_8,names_1000_32,jain_8,wal_bytes_per_1000,recovery_after_sigkill_ms,takeover_after_sigstop,stale_writes_accepted,trials\n",
+        "strategy,fenced,p50_us,p99_us,p50_over_select1,one_name_1,one_name_8,one_name_32,tries_32,names_1000_1,names_1000_8,names_1000_32,jain_8,wal_bytes_per_1000,recovery_after_sigkill_ms,takeover_after_sigstop,stale_writes_accepted,trials\n",
     );
     for row in rows {
         csv.push_str(&format!(
-            "{},{},{:.1},{:.1},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.0},{:.3},{},{:.0},{},{},{}\n",
+            "{},{},{:.1},{:.1},{:.3},{:.0},{:.0},{:.0},{:.0},{:.0},{:.0},{:.0},{:.3},{},{:.0},{},{},{}\n",
             row.name,
             row.fenced,
             micros(row.p50),
@@ -1046,6 +1061,7 @@ fn report(rows: &[Row], select1_p50: Duration, quick: bool) -> Result<(), Error>
             row.one_name[0],
             row.one_name[1],
             row.one_name[2],
+            row.tries_32,
             row.many_names[0],
             row.many_names[1],
             row.many_names[2],
@@ -1134,5 +1150,12 @@ fn main() -> Result<(), Error> {
     }
     let quick = args.iter().any(|arg| arg == "--quick")
         || std::env::var_os("PAYGUARD_BENCH_QUICK").is_some();
-    runtime.block_on(run(quick))
+    // `--only ours,shedlock`: strategies whose names contain one of these.
+    let only: Vec<String> = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|position| args.get(position + 1))
+        .map(|list| list.split(',').map(str::to_lowercase).collect())
+        .unwrap_or_default();
+    runtime.block_on(run(quick, &only))
 }
