@@ -26,8 +26,9 @@ use tokio::time::Instant;
 ///   `pg_current_xact_id()` at acquisition (increasing across holders) and
 ///   are not stored anywhere a transaction could compare them;
 /// - behind a transaction-pooling proxy (PgBouncer `pool_mode =
-///   transaction`) session locks leak to other clients: acquisition
-///   refuses to run when the backend changes between two statements.
+///   transaction`) session locks leak to other clients: the first
+///   acquisition checks, with a probe connection, that the server session
+///   is not shared, and refuses with [`LockError::Unsupported`] if it is.
 ///
 /// Lock names map to the bigint key space through SHA-256; `at_least` is
 /// honoured by unlocking later from this process.
@@ -37,6 +38,8 @@ use tokio::time::Instant;
 pub struct PgAdvisoryLock {
     options: PgConnectOptions,
     held: Arc<Mutex<HashMap<String, Held>>>,
+    /// Set once the server was seen to keep sessions (no transaction pooling).
+    sessions_verified: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +95,7 @@ impl PgAdvisoryLock {
         Self {
             options,
             held: Arc::new(Mutex::new(HashMap::new())),
+            sessions_verified: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -138,6 +142,43 @@ impl PgAdvisoryLock {
         Ok(info)
     }
 
+    /// Refuses a transaction-pooling proxy (PgBouncer `pool_mode =
+    /// transaction`), where a session lock would stay with a server
+    /// connection that other clients then use. Between two statements on
+    /// `connection`, a probe connection opens a transaction: through such a
+    /// proxy the probe is handed the backend that served our first
+    /// statement, or our second statement moves to another backend; a real
+    /// session sees neither.
+    async fn refuse_transaction_pooling(
+        &self,
+        connection: &mut PgConnection,
+    ) -> Result<(), LockError> {
+        let first = backend_pid(&mut *connection).await?;
+        let mut probe = PgConnection::connect_with(&self.options)
+            .await
+            .map_err(unavailable)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe("BEGIN"))
+            .execute(&mut probe)
+            .await
+            .map_err(unavailable)?;
+        let probed = backend_pid(&mut probe).await;
+        let second = backend_pid(&mut *connection).await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK"))
+            .execute(&mut probe)
+            .await;
+        let _ = probe.close().await;
+        let (probed, second) = (probed?, second?);
+        if first != second || first == probed {
+            return Err(LockError::Unsupported(
+                "this server connection is shared between clients (a transaction-pooling proxy such as \
+                 PgBouncer in transaction mode): session advisory locks would leak to other clients; \
+                 connect directly or in session mode, or use PgLeaseLock"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn unlock(
         connection: &tokio::sync::Mutex<PgConnection>,
         key: i64,
@@ -167,20 +208,13 @@ impl LockStrategy for PgAdvisoryLock {
             let mut connection = PgConnection::connect_with(&options)
                 .await
                 .map_err(unavailable)?;
-            let first: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-                .fetch_one(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            let second: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-                .fetch_one(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            if first != second {
-                return Err(LockError::Unsupported(
-                    "the server backend changed between two statements: this is a transaction-pooling proxy, \
-                     where session advisory locks leak to other clients; use PgLeaseLock"
-                        .to_owned(),
-                ));
+            if !self
+                .sessions_verified
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                self.refuse_transaction_pooling(&mut connection).await?;
+                self.sessions_verified
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
             let key = advisory_key(name);
             let token: Option<i64> =
@@ -312,6 +346,16 @@ impl LockStrategy for PgAdvisoryLock {
             Ok(infos)
         })
     }
+}
+
+/// The server backend behind `connection`, asked with the simple protocol
+/// (a pooler may not carry prepared statements between backends).
+async fn backend_pid(connection: &mut PgConnection) -> Result<i32, LockError> {
+    let row = sqlx::raw_sql(sqlx::AssertSqlSafe("SELECT pg_backend_pid()"))
+        .fetch_one(connection)
+        .await
+        .map_err(unavailable)?;
+    row.try_get(0).map_err(unavailable)
 }
 
 #[cfg(test)]
