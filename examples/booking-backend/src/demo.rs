@@ -9,9 +9,9 @@ use crate::domain::new_id;
 use crate::gateway::GatewayConfig;
 use crate::telemetry;
 use gateway_sim::{SimConfig, SimHandle};
-use hmac::{Hmac, KeyInit, Mac};
 use indicatif::{ProgressBar, ProgressStyle};
 use payguard_redact::Redactor;
+use payguard_webhook::{Provider as WebhookProvider, Verifier};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -988,10 +988,18 @@ fn metric(text: &str, name: &str, filter: &str) -> u64 {
         .sum()
 }
 
+/// The `x-paystack-signature` of `body` under `key` (payguard-webhook signs).
 fn sign(key: &str, body: &str) -> String {
-    let Ok(mut mac) = Hmac::<sha2::Sha512>::new_from_slice(key.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(body.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    Verifier::builder(WebhookProvider::Paystack)
+        .secret(key)
+        .build()
+        .ok()
+        .and_then(|signer| {
+            signer
+                .sign_at(body.as_bytes(), std::time::UNIX_EPOCH, None)
+                .ok()
+        })
+        .and_then(|headers| headers.into_iter().next())
+        .and_then(|(_, value)| value.to_str().ok().map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -173,6 +173,25 @@ fn booking(row: &PgRow) -> Result<Booking, sqlx::Error> {
     })
 }
 
+/// What a payment means for the booking it pays, when that needs no write:
+/// `None` when it should confirm the booking (a lapsed hold only if its
+/// nights are still free).
+fn judge_payment(current: &Booking, amount_minor: i64, currency: &str) -> Option<Confirmation> {
+    let outcome: fn(Booking) -> Confirmation = if current.refund_status.is_some() {
+        Confirmation::Refunded
+    } else {
+        match current.status {
+            BookingStatus::Confirmed | BookingStatus::Completed => Confirmation::AlreadyConfirmed,
+            _ if current.amount_minor != amount_minor || current.currency != currency => {
+                Confirmation::Mismatch
+            }
+            BookingStatus::Cancelled => Confirmation::Orphaned,
+            BookingStatus::PendingPayment | BookingStatus::Expired => return None,
+        }
+    };
+    Some(outcome(current.clone()))
+}
+
 fn is_exclusion_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
@@ -552,7 +571,7 @@ impl Store {
         match self {
             Self::Memory(memory) => {
                 let mut state = Self::memory_state(memory);
-                let Some(id) = state
+                let Some(current) = state
                     .bookings
                     .values()
                     .find(|booking| {
@@ -561,43 +580,24 @@ impl Store {
                             .as_ref()
                             .is_some_and(|payment| payment.reference == reference)
                     })
-                    .map(|booking| booking.id.clone())
+                    .cloned()
                 else {
                     return Ok(Confirmation::Unknown);
                 };
-                let Some(current) = state.bookings.get(&id).cloned() else {
-                    return Ok(Confirmation::Unknown);
-                };
-                if current.refund_status.is_some() {
-                    return Ok(Confirmation::Refunded(current));
+                if let Some(outcome) = judge_payment(&current, amount_minor, currency) {
+                    return Ok(outcome);
                 }
-                if matches!(
-                    current.status,
-                    BookingStatus::Confirmed | BookingStatus::Completed
-                ) {
-                    return Ok(Confirmation::AlreadyConfirmed(current));
+                if current.status == BookingStatus::Expired
+                    && state.overlaps(
+                        &current.listing_id,
+                        current.check_in,
+                        current.check_out,
+                        &current.id,
+                    )
+                {
+                    return Ok(Confirmation::Orphaned(current));
                 }
-                if current.amount_minor != amount_minor || current.currency != currency {
-                    return Ok(Confirmation::Mismatch(current));
-                }
-                match current.status {
-                    BookingStatus::Confirmed | BookingStatus::Completed => {
-                        return Ok(Confirmation::AlreadyConfirmed(current));
-                    }
-                    BookingStatus::Cancelled => return Ok(Confirmation::Orphaned(current)),
-                    BookingStatus::Expired
-                        if state.overlaps(
-                            &current.listing_id,
-                            current.check_in,
-                            current.check_out,
-                            &id,
-                        ) =>
-                    {
-                        return Ok(Confirmation::Orphaned(current));
-                    }
-                    BookingStatus::PendingPayment | BookingStatus::Expired => {}
-                }
-                let Some(booking) = state.bookings.get_mut(&id) else {
+                let Some(booking) = state.bookings.get_mut(&current.id) else {
                     return Ok(Confirmation::Unknown);
                 };
                 booking.status = BookingStatus::Confirmed;
@@ -627,24 +627,8 @@ impl Store {
                     return Ok(Confirmation::Unknown);
                 };
                 let current = booking(&row)?;
-                if current.refund_status.is_some() {
-                    return Ok(Confirmation::Refunded(current));
-                }
-                if matches!(
-                    current.status,
-                    BookingStatus::Confirmed | BookingStatus::Completed
-                ) {
-                    return Ok(Confirmation::AlreadyConfirmed(current));
-                }
-                if current.amount_minor != amount_minor || current.currency != currency {
-                    return Ok(Confirmation::Mismatch(current));
-                }
-                match current.status {
-                    BookingStatus::Confirmed | BookingStatus::Completed => {
-                        return Ok(Confirmation::AlreadyConfirmed(current));
-                    }
-                    BookingStatus::Cancelled => return Ok(Confirmation::Orphaned(current)),
-                    BookingStatus::PendingPayment | BookingStatus::Expired => {}
+                if let Some(outcome) = judge_payment(&current, amount_minor, currency) {
+                    return Ok(outcome);
                 }
                 let updated =
                     sqlx::query(concat!(

@@ -1,6 +1,60 @@
-//! Request checks shared by the providers.
+//! What the two providers share: envelopes, authentication, request checks.
 
-use serde_json::Value;
+use crate::Sim;
+use crate::faults::envelope;
+use crate::model::Provider;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// `data` in the provider's success envelope, with 200.
+pub(crate) fn ok(provider: Provider, message: &str, data: Value) -> Response {
+    let status = match provider {
+        Provider::Paystack => json!(true),
+        Provider::Flutterwave => json!("success"),
+    };
+    let body = json!({ "status": status, "message": message, "data": data });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// The provider's error envelope with `status`.
+pub(crate) fn fail(provider: Provider, status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(envelope(provider, message))).into_response()
+}
+
+/// Lets through requests that carry the provider's secret key as a bearer
+/// token; answers the provider's 401 otherwise.
+pub(crate) async fn authorize(
+    State((sim, provider)): State<(Sim, Provider)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (key, refusal) = match provider {
+        Provider::Paystack => (&sim.config.paystack_secret_key, "Invalid key"),
+        Provider::Flutterwave => (
+            &sim.config.flutterwave_secret_key,
+            "Invalid authorization key",
+        ),
+    };
+    let expected = format!("Bearer {key}");
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if presented != Some(expected.as_str()) {
+        return fail(provider, StatusCode::UNAUTHORIZED, refusal);
+    }
+    next.run(request).await
+}
+
+/// A JSON object body.
+pub(crate) fn json_object(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .filter(Value::is_object)
+}
 
 /// A positive amount in minor units, as a JSON integer or a string of digits.
 pub(crate) fn minor_units(value: &Value) -> Option<i64> {

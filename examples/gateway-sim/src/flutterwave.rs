@@ -10,8 +10,8 @@ use crate::faults::{self, envelope};
 use crate::model::{Charge, Provider, Refund, Transfer};
 use crate::{Sim, api};
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::extract::{Path, Query, State};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -35,7 +35,10 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/transfers/{id}", get(fetch_transfer))
         .route("/transfers/{id}/retries", post(retry_transfer))
         .fallback(|| async { fail(StatusCode::NOT_FOUND, "Not found") })
-        .layer(from_fn_with_state(sim.clone(), authorize))
+        .layer(from_fn_with_state(
+            (sim.clone(), FLUTTERWAVE),
+            api::authorize,
+        ))
         .layer(from_fn_with_state(
             (sim.clone(), FLUTTERWAVE),
             faults::apply,
@@ -44,38 +47,15 @@ pub(crate) fn router(sim: Sim) -> Router {
 }
 
 fn ok(message: &str, data: Value) -> Response {
-    (
-        StatusCode::OK,
-        axum::Json(json!({ "status": "success", "message": message, "data": data })),
-    )
-        .into_response()
+    api::ok(FLUTTERWAVE, message, data)
 }
 
 fn fail(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(envelope(FLUTTERWAVE, message))).into_response()
-}
-
-async fn authorize(State(sim): State<Sim>, request: Request, next: Next) -> Response {
-    let expected = format!("Bearer {}", sim.config.flutterwave_secret_key);
-    let presented = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    if presented != Some(expected.as_str()) {
-        return fail(StatusCode::UNAUTHORIZED, "Invalid authorization key");
-    }
-    next.run(request).await
-}
-
-/// A JSON object body.
-fn body(bytes: &[u8]) -> Option<Value> {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .filter(Value::is_object)
+    api::fail(FLUTTERWAVE, status, message)
 }
 
 async fn create_payment(State(sim): State<Sim>, bytes: Bytes) -> Response {
-    let Some(request) = body(&bytes) else {
+    let Some(request) = api::json_object(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
     let Some(reference) = request["tx_ref"].as_str().filter(|text| !text.is_empty()) else {
@@ -158,7 +138,7 @@ async fn create_refund(State(sim): State<Sim>, Path(id): Path<String>, bytes: By
     let request = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        match body(&bytes) {
+        match api::json_object(&bytes) {
             Some(request) => request,
             None => return fail(StatusCode::BAD_REQUEST, "Invalid JSON body"),
         }

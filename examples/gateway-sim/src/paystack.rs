@@ -4,12 +4,12 @@
 #![allow(clippy::indexing_slicing)]
 
 use crate::control::{Settle, TransferOutcome};
-use crate::faults::{self, envelope};
+use crate::faults;
 use crate::model::{Charge, Event, Provider, Recipient, Refund, Transfer};
 use crate::{Sim, api};
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::extract::{Path, Query, State};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -30,44 +30,21 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/refund", post(create_refund).get(list_refunds))
         .route("/refund/{id}", get(fetch_refund))
         .fallback(|| async { fail(StatusCode::NOT_FOUND, "Not found") })
-        .layer(from_fn_with_state(sim.clone(), authorize))
+        .layer(from_fn_with_state((sim.clone(), PAYSTACK), api::authorize))
         .layer(from_fn_with_state((sim.clone(), PAYSTACK), faults::apply))
         .with_state(sim)
 }
 
 fn ok(message: &str, data: Value) -> Response {
-    (
-        StatusCode::OK,
-        axum::Json(json!({ "status": true, "message": message, "data": data })),
-    )
-        .into_response()
+    api::ok(PAYSTACK, message, data)
 }
 
 fn fail(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(envelope(PAYSTACK, message))).into_response()
-}
-
-async fn authorize(State(sim): State<Sim>, request: Request, next: Next) -> Response {
-    let expected = format!("Bearer {}", sim.config.paystack_secret_key);
-    let presented = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    if presented != Some(expected.as_str()) {
-        return fail(StatusCode::UNAUTHORIZED, "Invalid key");
-    }
-    next.run(request).await
-}
-
-/// A JSON object body.
-fn body(bytes: &[u8]) -> Option<Value> {
-    serde_json::from_slice::<Value>(bytes)
-        .ok()
-        .filter(Value::is_object)
+    api::fail(PAYSTACK, status, message)
 }
 
 async fn initialize(State(sim): State<Sim>, bytes: Bytes) -> Response {
-    let Some(request) = body(&bytes) else {
+    let Some(request) = api::json_object(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
     let Some(email) = request["email"]
@@ -133,7 +110,7 @@ async fn verify(State(sim): State<Sim>, Path(reference): Path<String>) -> Respon
 }
 
 async fn create_recipient(State(sim): State<Sim>, bytes: Bytes) -> Response {
-    let Some(request) = body(&bytes) else {
+    let Some(request) = api::json_object(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
     let field = |name: &str| {
@@ -196,7 +173,7 @@ async fn create_recipient(State(sim): State<Sim>, bytes: Bytes) -> Response {
 }
 
 async fn create_transfer(State(sim): State<Sim>, bytes: Bytes) -> Response {
-    let Some(request) = body(&bytes) else {
+    let Some(request) = api::json_object(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
     if request["source"].as_str().unwrap_or("balance") != "balance" {
@@ -295,7 +272,7 @@ async fn fetch_transfer(State(sim): State<Sim>, Path(id_or_code): Path<String>) 
 }
 
 async fn create_refund(State(sim): State<Sim>, bytes: Bytes) -> Response {
-    let Some(request) = body(&bytes) else {
+    let Some(request) = api::json_object(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
     let transaction = match &request["transaction"] {
