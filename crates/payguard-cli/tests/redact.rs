@@ -1,5 +1,5 @@
-//! `payguard redact [--json]` through the real binary, over the shared
-//! redaction corpus.
+//! `payguard redact [--json]` through the real binary, over payguard-redact's
+//! labelled corpus.
 
 #![allow(clippy::unwrap_used, clippy::panic)] // test code
 
@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/redaction.json"
+    "/../payguard-redact/tests/corpus/redaction.json"
 );
 
 fn redact(args: &[&str], input: &str) -> (i32, String) {

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/webhooks.json"
+    "/../payguard-webhook/tests/vectors/webhooks.json"
 );
 
 fn payguard(args: &[String], stdin: &[u8]) -> Output {
@@ -28,7 +28,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn every_shared_vector_through_the_cli() {
+fn every_vector_through_the_cli() {
     let vectors: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
     for vector in &vectors {

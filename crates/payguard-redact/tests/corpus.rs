@@ -1,4 +1,4 @@
-//! Every case of `../shared/vectors/redaction.json`: no `must_redact`
+//! Every case of `tests/corpus/redaction.json`: no `must_redact`
 //! substring survives and every `must_keep` substring does, byte for byte.
 
 #![allow(clippy::unwrap_used, clippy::panic)] // test code
@@ -8,7 +8,7 @@ use serde_json::Value;
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/redaction.json"
+    "/tests/corpus/redaction.json"
 );
 
 struct Case {
@@ -20,7 +20,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let text = std::fs::read_to_string(CORPUS)
-        .unwrap_or_else(|e| panic!("cannot read {CORPUS} (the project's shared test data): {e}"));
+        .unwrap_or_else(|e| panic!("cannot read {CORPUS} (the crate's labelled corpus): {e}"));
     let list: Vec<Value> = serde_json::from_str(&text).unwrap();
     let strings = |v: &Value, key: &str| -> Vec<String> {
         v[key]

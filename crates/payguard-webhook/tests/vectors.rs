@@ -1,11 +1,11 @@
-//! Every vector in `../shared/vectors/webhooks.json` through the library.
+//! Every vector in `tests/vectors/webhooks.json` through the library.
 
 #![allow(clippy::unwrap_used, clippy::panic)] // test code
 
 mod common;
 
 #[test]
-fn every_shared_vector() {
+fn every_vector() {
     let vectors = common::vectors();
     assert!(vectors.len() >= 29, "{} vectors", vectors.len());
     for vector in &vectors {

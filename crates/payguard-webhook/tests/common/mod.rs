@@ -8,10 +8,11 @@ use payguard_webhook::{Provider, ReplayWindow, Verifier};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `../shared/vectors/webhooks.json` from the project root.
+/// `tests/vectors/webhooks.json`: copied from the project's research data;
+/// each vector keeps its `source`.
 pub(crate) const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/webhooks.json"
+    "/tests/vectors/webhooks.json"
 );
 
 pub(crate) struct Vector {
@@ -53,7 +54,7 @@ impl Vector {
 
 pub(crate) fn vectors() -> Vec<Vector> {
     let text = std::fs::read_to_string(VECTORS)
-        .unwrap_or_else(|e| panic!("cannot read {VECTORS} (the project's shared test data): {e}"));
+        .unwrap_or_else(|e| panic!("cannot read {VECTORS} (the crate's test vectors): {e}"));
     let list: Vec<Value> = serde_json::from_str(&text).unwrap();
     list.iter().map(parse).collect()
 }
