@@ -4,6 +4,7 @@
 mod clock;
 mod outcome;
 mod retry_after;
+mod sql;
 
 #[cfg(feature = "test-util")]
 pub use clock::ManualClock;
@@ -12,3 +13,4 @@ pub use clock::TokioClock;
 pub use clock::{Clock, SystemClock};
 pub use outcome::{Classify, HttpClassifier, Outcome};
 pub use retry_after::RetryAfter;
+pub use sql::SqlTimeouts;

@@ -6,6 +6,9 @@
 //! When no server answers, it fails the test with a message saying how to
 //! point it at one: database tests are never skipped silently.
 //!
+//! [`TcpProxy`] stands between one client and a server so that a test can
+//! cut, partition or redirect that client alone.
+//!
 //! ```no_run
 //! # async fn example() {
 //! let db = payguard_test_support::TestDb::new().await;
@@ -17,6 +20,10 @@
 // Test support fails loudly: a test that cannot get its database must stop
 // with a message, not carry on.
 #![allow(clippy::panic, clippy::expect_used)]
+
+mod proxy;
+
+pub use proxy::TcpProxy;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
