@@ -169,6 +169,61 @@ async fn eight_runs_by_fifty_rounds_never_overlap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_row_held_by_an_idle_transaction_exits_75_within_seconds() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    let url = db.url().to_owned();
+    // A run that came and went: the row exists and the lock is free.
+    let (code, _, stderr) = blocking({
+        let url = url.clone();
+        move || finish(payguard(&url).args(["--name", "nightly", "--", "true"]))
+    })
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    for statement in [
+        "SELECT 1 FROM payguard_locks WHERE name = 'nightly' FOR UPDATE",
+        "LOCK TABLE payguard_locks IN ACCESS EXCLUSIVE MODE",
+    ] {
+        // A psql session someone left idle in its transaction.
+        let mut idle = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("BEGIN").execute(&mut idle).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut idle)
+            .await
+            .unwrap();
+
+        let started = tokio::time::Instant::now();
+        let (code, _, stderr) = blocking({
+            let url = url.clone();
+            move || {
+                let mut child = payguard(&url)
+                    .args(["--name", "nightly", "--", "true"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                for _ in 0..200 {
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = child.kill();
+                rest(child)
+            }
+        })
+        .await;
+        assert_eq!(code, 75, "{statement}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{statement}: exited after {:?}",
+            started.elapsed()
+        );
+        idle.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lock_exits_75_unless_waiting_and_the_lock_is_released_on_exit() {
     let db = TestDb::new().await;
     let url = db.url().to_owned();

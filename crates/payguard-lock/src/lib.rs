@@ -25,5 +25,7 @@ pub use owner::{FencingToken, Owner, ProcessId};
 pub use postgres::{Fence, MIGRATOR, PgLeaseLock, intent_reference};
 #[cfg(feature = "redis")]
 pub use redis::{RedisLock, Redlock};
-pub use strategy::{Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
+pub use strategy::{
+    Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, ReleaseNotices,
+};
 pub use tokio_util::sync::CancellationToken;

@@ -16,8 +16,12 @@ use tokio_util::sync::CancellationToken;
 ///
 /// `LockOptions::new(Duration::from_secs(30))`: lease 30 s, renewed every
 /// 10 s (a third), trusted until 3 s (a tenth, at least 1 s, at most a
-/// quarter) before it would end, no `at_least`, no `at_most`, waiting
-/// callers poll every 500 ms.
+/// quarter) before it would end, no `at_least`, no `at_most`. Waiting
+/// callers sleep until the holder's lease would end, woken earlier by a
+/// release where the strategy announces them ([`PgLeaseLock`] does), and
+/// otherwise ask again at least every 500 ms.
+///
+/// [`PgLeaseLock`]: crate::PgLeaseLock
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockOptions {
     ttl: Duration,
@@ -25,7 +29,7 @@ pub struct LockOptions {
     safety_margin: Option<Duration>,
     at_least: Duration,
     at_most: Option<Duration>,
-    poll: Duration,
+    poll: Option<Duration>,
 }
 
 impl Default for LockOptions {
@@ -43,7 +47,7 @@ impl LockOptions {
             safety_margin: None,
             at_least: Duration::ZERO,
             at_most: None,
-            poll: Duration::from_millis(500),
+            poll: None,
         }
     }
 
@@ -75,10 +79,11 @@ impl LockOptions {
         self
     }
 
-    /// How often [`Locker::lock`] asks again while the lock is busy
-    /// (jittered ±50 %).
+    /// The longest [`Locker::lock`] sleeps between attempts while the lock
+    /// is busy (a cap on sleeping until the holder's lease ends; jittered
+    /// up to +10 %).
     pub fn poll_every(mut self, poll: Duration) -> Self {
-        self.poll = poll;
+        self.poll = Some(poll);
         self
     }
 
@@ -99,6 +104,24 @@ impl LockOptions {
                 .max(Duration::from_secs(1))
                 .min(self.ttl / 4)
         })
+    }
+
+    /// How long a waiter sleeps after a busy answer: until the holder's
+    /// lease ends (`expires_in`), capped by the poll interval, which
+    /// defaults to 500 ms where no release would wake the waiter; at least
+    /// 10 ms, plus up to 10 % so that waiters do not all ask at once.
+    fn nap(&self, expires_in: Option<Duration>, woken_on_release: bool) -> Duration {
+        const DEFAULT_POLL: Duration = Duration::from_millis(500);
+        let cap = match (self.poll, woken_on_release) {
+            (Some(poll), _) => poll,
+            (None, true) => Duration::MAX,
+            (None, false) => DEFAULT_POLL,
+        };
+        let nap = expires_in
+            .unwrap_or(DEFAULT_POLL)
+            .min(cap)
+            .max(Duration::from_millis(10));
+        nap.saturating_add(nap.mul_f64(rand::random_range(0.0..0.1)))
     }
 
     /// What the strategy is asked for.
@@ -137,7 +160,7 @@ impl LockOptions {
                 "at_most must not be shorter than at_least",
             ));
         }
-        if self.poll.is_zero() {
+        if self.poll.is_some_and(|poll| poll.is_zero()) {
             return Err(LockError::InvalidOptions(
                 "the poll interval must be longer than zero",
             ));
@@ -241,7 +264,9 @@ impl Locker {
         }
     }
 
-    /// Takes `name`, waiting up to `timeout` while it is busy.
+    /// Takes `name`, waiting up to `timeout` while it is busy. A waiter
+    /// does not poll: it sleeps until the holder's lease would end, and
+    /// wakes earlier when the strategy announces a release.
     ///
     /// # Errors
     ///
@@ -254,6 +279,9 @@ impl Locker {
         timeout: Duration,
     ) -> Result<LockGuard, LockError> {
         let deadline = Instant::now() + timeout;
+        // Listening before the first attempt: a release between a busy
+        // answer and the wait is not missed.
+        let mut notices = self.strategy.release_notices();
         loop {
             let info = match self.try_lock(name, options).await? {
                 Acquisition::Acquired(guard) => return Ok(guard),
@@ -267,8 +295,19 @@ impl Locker {
                     holder: describe_holder(&info),
                 });
             }
-            let jittered = options.poll.mul_f64(0.5 + rand::random::<f64>());
-            tokio::time::sleep_until((now + jittered).min(deadline)).await;
+            let nap = options.nap(info.expires_in, notices.is_some());
+            let wake = (now + nap).min(deadline);
+            match notices.as_mut() {
+                Some(notices) => tokio::select! {
+                    () = notices.released(name) => {
+                        // Spread the waiters a release wakes together.
+                        let spread = Duration::from_millis(rand::random_range(0..20));
+                        tokio::time::sleep_until((Instant::now() + spread).min(deadline)).await;
+                    }
+                    () = tokio::time::sleep_until(wake) => {}
+                },
+                None => tokio::time::sleep_until(wake).await,
+            }
         }
     }
 

@@ -4,12 +4,16 @@
 use crate::locker::LockGuard;
 use crate::owner::{FencingToken, Owner};
 use crate::strategy::{
-    Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, host_name, millis,
+    Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, ReleaseNotices,
+    host_name, millis,
 };
+use payguard_core::SqlTimeouts;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::postgres::{PgListener, PgRow};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
 
 /// The schema migrations (`payguard_locks`, `payguard_lock_slots`,
 /// `payguard_lock_intents`), embedded.
@@ -19,56 +23,85 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// database clock (`clock_timestamp()`), so the clocks of your instances
 /// do not matter.
 ///
-/// - Acquiring is one statement: it reads the row and, only if the lease
-///   is free or expired, takes it with an upsert that bumps the row's
-///   fencing token under the row lock (so tokens grow in commit order);
-///   a busy answer names the holder and writes nothing.
+/// - Acquiring is one statement. A busy answer is a plain read: it takes no
+///   row lock, writes nothing and never queues behind the holder. A free or
+///   expired row is taken with `FOR UPDATE SKIP LOCKED` (a row someone else
+///   is locking right now is reported busy, not waited for), and the
+///   fencing token is drawn from a sequence under that row lock, so tokens
+///   grow in commit order, and keep growing across a deleted row.
 /// - Renewing and releasing are one statement each and require the
 ///   current owner *and* token; renewing also requires an unexpired lease,
-///   so a holder that was away too long can never resurrect it.
+///   so a holder that was away too long can never resurrect it. A release
+///   is announced (`NOTIFY payguard_lock_released`), so waiters sleep
+///   until the lease would end instead of polling, and wake when it is
+///   given back.
+/// - Every operation runs in a short transaction under [`SqlTimeouts`]
+///   (`SET LOCAL lock_timeout` and `statement_timeout`, so PgBouncer in
+///   transaction mode keeps working) and within a client-side deadline: a
+///   server or network that stops answering gives a typed error, never a
+///   hang.
 /// - [`Fence::check`] lets the job's own transaction refuse to commit once
-///   the lease is no longer its own.
+///   the lease is no longer its own, without blocking the holder's renewal.
 #[derive(Debug, Clone)]
 pub struct PgLeaseLock {
     pool: PgPool,
     host: Option<String>,
+    timeouts: SqlTimeouts,
+    begin: Arc<str>,
+    notices: Arc<Notices>,
 }
 
 const ACQUIRE: &str = r#"
 WITH current AS (
-    SELECT owner, token, expires_at, holder_host, holder_pid
+    SELECT owner, token, expires_at, holder_host, holder_pid, expires_at > clock_timestamp() AS live
       FROM payguard_locks
-     WHERE name = $1 AND expires_at > clock_timestamp()
+     WHERE name = $1
 ),
-acquired AS (
-    INSERT INTO payguard_locks AS l
-        (name, owner, token, acquired_at, renewed_at, expires_at, hold_until, holder_host, holder_pid)
-    SELECT $1, $2, 1, clock_timestamp(), clock_timestamp(),
-           clock_timestamp() + make_interval(secs => $3::float8 / 1000),
-           clock_timestamp() + make_interval(secs => $4::float8 / 1000),
-           $5, $6
-     WHERE NOT EXISTS (SELECT 1 FROM current)
-    ON CONFLICT (name) DO UPDATE SET
-        owner = EXCLUDED.owner,
-        token = l.token + 1,
+free AS (
+    SELECT name FROM payguard_locks
+     WHERE name = $1 AND expires_at <= clock_timestamp()
+       FOR UPDATE SKIP LOCKED
+),
+taken AS (
+    UPDATE payguard_locks AS l SET
+        owner = $2,
+        token = nextval('payguard_lock_tokens'),
         acquired_at = clock_timestamp(),
         renewed_at = clock_timestamp(),
         expires_at = clock_timestamp() + make_interval(secs => $3::float8 / 1000),
         hold_until = clock_timestamp() + make_interval(secs => $4::float8 / 1000),
-        holder_host = EXCLUDED.holder_host,
-        holder_pid = EXCLUDED.holder_pid
-    WHERE l.expires_at <= clock_timestamp()
+        holder_host = $5,
+        holder_pid = $6
+      FROM free
+     WHERE l.name = free.name AND l.expires_at <= clock_timestamp()
+    RETURNING l.token, l.expires_at
+),
+created AS (
+    INSERT INTO payguard_locks
+        (name, owner, token, acquired_at, renewed_at, expires_at, hold_until, holder_host, holder_pid)
+    SELECT $1, $2, nextval('payguard_lock_tokens'), clock_timestamp(), clock_timestamp(),
+           clock_timestamp() + make_interval(secs => $3::float8 / 1000),
+           clock_timestamp() + make_interval(secs => $4::float8 / 1000),
+           $5, $6
+     WHERE NOT EXISTS (SELECT 1 FROM current)
+    ON CONFLICT (name) DO NOTHING
     RETURNING token, expires_at
+),
+won AS (
+    SELECT token, expires_at FROM taken
+    UNION ALL
+    SELECT token, expires_at FROM created
 )
-SELECT true AS acquired, token, NULL::text AS owner, expires_at, NULL::text AS holder_host, NULL::integer AS holder_pid,
+SELECT true AS acquired, token, NULL::text AS owner, NULL::text AS holder_host, NULL::integer AS holder_pid,
        EXTRACT(EPOCH FROM expires_at)::float8 AS expires_epoch,
        GREATEST(0, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms
-  FROM acquired
+  FROM won
 UNION ALL
-SELECT false, token, owner, expires_at, holder_host, holder_pid,
+SELECT false, token, CASE WHEN live THEN owner END, holder_host, holder_pid,
        EXTRACT(EPOCH FROM expires_at)::float8,
        GREATEST(0, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::bigint
   FROM current
+ WHERE NOT EXISTS (SELECT 1 FROM won)
 "#;
 
 const RENEW: &str = "UPDATE payguard_locks
@@ -78,10 +111,17 @@ const RENEW: &str = "UPDATE payguard_locks
   WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
 RETURNING GREATEST(0, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::bigint";
 
-const RELEASE: &str = "UPDATE payguard_locks
-    SET owner = NULL,
-        expires_at = GREATEST(clock_timestamp(), acquired_at + make_interval(secs => $4::float8 / 1000))
-  WHERE name = $1 AND owner = $2 AND token = $3";
+/// The channel releases are announced on; the payload is the lock name.
+const RELEASED_CHANNEL: &str = "payguard_lock_released";
+
+const RELEASE: &str = "WITH released AS (
+    UPDATE payguard_locks
+       SET owner = NULL,
+           expires_at = GREATEST(clock_timestamp(), acquired_at + make_interval(secs => $4::float8 / 1000))
+     WHERE name = $1 AND owner = $2 AND token = $3
+    RETURNING name
+)
+SELECT pg_notify('payguard_lock_released', left(name, 4000)) FROM released";
 
 const LOCKS: &str = "SELECT name, CASE WHEN expires_at > clock_timestamp() THEN owner END AS owner, token,
        holder_host, holder_pid, EXTRACT(EPOCH FROM expires_at)::float8 AS expires_epoch,
@@ -90,10 +130,12 @@ const LOCKS: &str = "SELECT name, CASE WHEN expires_at > clock_timestamp() THEN 
  WHERE $1::text IS NULL OR name = $1
  ORDER BY name";
 
+// FOR KEY SHARE: a takeover (FOR UPDATE) waits for the fenced transaction,
+// the holder's renewal (an UPDATE of non-key columns) does not. NOWAIT: a
+// row being taken over at this instant has expired; nothing to wait for.
 const CHECK: &str = "SELECT 1 FROM payguard_locks
   WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
-    FOR SHARE";
-
+    FOR KEY SHARE NOWAIT";
 const INTENT: &str = "WITH inserted AS (
     INSERT INTO payguard_lock_intents (lock_name, item, reference, token) VALUES ($1, $2, $3, $4)
     ON CONFLICT (lock_name, item) DO NOTHING
@@ -110,6 +152,15 @@ ON CONFLICT (lock_name, slot) DO NOTHING";
 
 fn unavailable(error: sqlx::Error) -> LockError {
     LockError::unavailable(error)
+}
+
+/// Whether the database refused to wait: a bound of [`SqlTimeouts`] was
+/// hit, or a row lock was not available.
+fn contended(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| SqlTimeouts::is_contention(&code))
 }
 
 fn remaining(row: &PgRow) -> Result<Duration, LockError> {
@@ -135,23 +186,30 @@ fn info(name: String, row: &PgRow) -> Result<LockInfo, LockError> {
     })
 }
 
-impl PgLeaseLock {
-    /// The acquisition statement (`$1` name, `$2` owner, `$3` lease ms,
-    /// `$4` at-most ms or NULL, `$5` host, `$6` pid), for review and load
-    /// tests.
-    pub const ACQUIRE_SQL: &'static str = ACQUIRE;
-    /// The renewal statement (`$1` name, `$2` owner, `$3` token, `$4` lease ms).
-    pub const RENEW_SQL: &'static str = RENEW;
-    /// The release statement (`$1` name, `$2` owner, `$3` token, `$4` at-least ms).
-    pub const RELEASE_SQL: &'static str = RELEASE;
+/// The database did not answer within [`SqlTimeouts::client_deadline`].
+#[derive(Debug, thiserror::Error)]
+#[error("the database did not answer within {0:?}")]
+struct NoAnswer(Duration);
 
-    /// Leases in `pool`'s database. Run [`migrate`](Self::migrate) once
-    /// before use.
+impl PgLeaseLock {
+    /// Leases in `pool`'s database, under the default [`SqlTimeouts`]. Run
+    /// [`migrate`](Self::migrate) once before use.
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
             host: host_name(),
+            timeouts: SqlTimeouts::default(),
+            begin: SqlTimeouts::default().begin_sql().into(),
+            notices: Arc::default(),
         }
+    }
+
+    /// Runs every operation under these bounds instead.
+    #[must_use]
+    pub fn timeouts(mut self, timeouts: SqlTimeouts) -> Self {
+        self.begin = timeouts.begin_sql().into();
+        self.timeouts = timeouts;
+        self
     }
 
     /// Creates the tables if they do not exist, recording the version in
@@ -172,37 +230,25 @@ impl PgLeaseLock {
         &self.pool
     }
 
-    async fn acquire_once(
+    /// Runs `statement` in a transaction bounded by the timeouts, and
+    /// gives up on the client side after their deadline.
+    async fn bounded<'q>(
         &self,
-        name: &str,
-        owner: &Owner,
-        terms: &LeaseTerms,
-    ) -> Result<Option<Attempt>, LockError> {
-        let lease = terms
-            .at_most
-            .map_or(terms.ttl, |at_most| terms.ttl.min(at_most));
-        let row = sqlx::query(ACQUIRE)
-            .bind(name)
-            .bind(owner.as_str())
-            .bind(millis(lease))
-            .bind(terms.at_most.map(millis))
-            .bind(self.host.as_deref())
-            .bind(i32::try_from(std::process::id()).ok())
-            .fetch_optional(&self.pool)
+        statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Option<PgRow>, sqlx::Error> {
+        let work = async {
+            let mut tx = self
+                .pool
+                .begin_with(AssertSqlSafe(Arc::clone(&self.begin)))
+                .await?;
+            let row = statement.fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(row)
+        };
+        let deadline = self.timeouts.client_deadline();
+        tokio::time::timeout(deadline, work)
             .await
-            .map_err(unavailable)?;
-        let Some(row) = row else { return Ok(None) };
-        let acquired: bool = row.try_get("acquired").map_err(unavailable)?;
-        if acquired {
-            let token: i64 = row.try_get("token").map_err(unavailable)?;
-            return Ok(Some(Attempt::Acquired(Grant {
-                name: name.to_owned(),
-                owner: owner.clone(),
-                token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
-                remaining: remaining(&row)?,
-            })));
-        }
-        Ok(Some(Attempt::Busy(info(name.to_owned(), &row)?)))
+            .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other(NoAnswer(deadline)))))
     }
 }
 
@@ -218,19 +264,41 @@ impl LockStrategy for PgLeaseLock {
         terms: &'a LeaseTerms,
     ) -> BoxFuture<'a, Result<Attempt, LockError>> {
         Box::pin(async move {
-            // No row at all: another acquisition committed after this
-            // statement's snapshot. It is busy; who holds it is not known
-            // (asking again would cost a statement on every contended
-            // attempt).
-            Ok(self
-                .acquire_once(name, owner, terms)
-                .await?
-                .unwrap_or_else(|| {
-                    Attempt::Busy(LockInfo {
-                        name: name.to_owned(),
-                        ..LockInfo::default()
-                    })
-                }))
+            let lease = terms
+                .at_most
+                .map_or(terms.ttl, |at_most| terms.ttl.min(at_most));
+            let statement = sqlx::query(ACQUIRE)
+                .bind(name)
+                .bind(owner.as_str())
+                .bind(millis(lease))
+                .bind(terms.at_most.map(millis))
+                .bind(self.host.as_deref())
+                .bind(i32::try_from(std::process::id()).ok());
+            // No row at all: another acquisition created the row after this
+            // statement's snapshot. A contended statement: someone holds the
+            // row (or the table) locked. Both are busy, holder unknown.
+            let busy = || {
+                Attempt::Busy(LockInfo {
+                    name: name.to_owned(),
+                    ..LockInfo::default()
+                })
+            };
+            let row = match self.bounded(statement).await {
+                Ok(Some(row)) => row,
+                Ok(None) => return Ok(busy()),
+                Err(error) if contended(&error) => return Ok(busy()),
+                Err(error) => return Err(unavailable(error)),
+            };
+            if row.try_get("acquired").map_err(unavailable)? {
+                let token: i64 = row.try_get("token").map_err(unavailable)?;
+                return Ok(Attempt::Acquired(Grant {
+                    name: name.to_owned(),
+                    owner: owner.clone(),
+                    token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
+                    remaining: remaining(&row)?,
+                }));
+            }
+            Ok(Attempt::Busy(info(name.to_owned(), &row)?))
         })
     }
 
@@ -240,16 +308,15 @@ impl LockStrategy for PgLeaseLock {
         terms: &'a LeaseTerms,
     ) -> BoxFuture<'a, Result<Duration, LockError>> {
         Box::pin(async move {
-            let row: Option<i64> = sqlx::query_scalar(RENEW)
+            let statement = sqlx::query(RENEW)
                 .bind(&grant.name)
                 .bind(grant.owner.as_str())
                 .bind(grant.token.as_i64())
-                .bind(millis(terms.ttl))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            row.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
-                .ok_or_else(|| LockError::lost(&grant.name))
+                .bind(millis(terms.ttl));
+            let row = self.bounded(statement).await.map_err(unavailable)?;
+            let row = row.ok_or_else(|| LockError::lost(&grant.name))?;
+            let ms: i64 = row.try_get(0).map_err(unavailable)?;
+            Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
         })
     }
 
@@ -259,18 +326,14 @@ impl LockStrategy for PgLeaseLock {
         terms: &'a LeaseTerms,
     ) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            let result = sqlx::query(RELEASE)
+            let statement = sqlx::query(RELEASE)
                 .bind(&grant.name)
                 .bind(grant.owner.as_str())
                 .bind(grant.token.as_i64())
-                .bind(millis(terms.at_least))
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            if result.rows_affected() == 1 {
-                Ok(())
-            } else {
-                Err(LockError::lost(&grant.name))
+                .bind(millis(terms.at_least));
+            match self.bounded(statement).await.map_err(unavailable)? {
+                Some(_) => Ok(()),
+                None => Err(LockError::lost(&grant.name)),
             }
         })
     }
@@ -280,15 +343,96 @@ impl LockStrategy for PgLeaseLock {
         name: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<LockInfo>, LockError>> {
         Box::pin(async move {
-            let rows = sqlx::query(LOCKS)
-                .bind(name)
-                .fetch_all(&self.pool)
+            let work = async {
+                let mut tx = self
+                    .pool
+                    .begin_with(AssertSqlSafe(Arc::clone(&self.begin)))
+                    .await?;
+                let rows = sqlx::query(LOCKS).bind(name).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(rows)
+            };
+            let deadline = self.timeouts.client_deadline();
+            let rows = tokio::time::timeout(deadline, work)
                 .await
+                .map_err(|_| LockError::unavailable(NoAnswer(deadline)))?
                 .map_err(unavailable)?;
             rows.iter()
                 .map(|row| info(row.try_get("name").map_err(unavailable)?, row))
                 .collect()
         })
+    }
+
+    fn release_notices(&self) -> Option<ReleaseNotices> {
+        Some(self.notices.subscribe(&self.pool))
+    }
+}
+
+/// Releases announced by PostgreSQL (`LISTEN payguard_lock_released`),
+/// shared by every waiter of one [`PgLeaseLock`]: one listening connection,
+/// opened on the first subscription and closed when nobody listens.
+#[derive(Debug, Default)]
+struct Notices {
+    sender: Mutex<Option<broadcast::Sender<Arc<str>>>>,
+}
+
+impl Notices {
+    fn subscribe(&self, pool: &PgPool) -> ReleaseNotices {
+        let mut sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(live) = sender.as_ref().filter(|live| live.receiver_count() > 0) {
+            return ReleaseNotices::new(live.subscribe());
+        }
+        let (live, receiver) = broadcast::channel(64);
+        tokio::spawn(listen(pool.clone(), live.clone()));
+        *sender = Some(live);
+        ReleaseNotices::new(receiver)
+    }
+}
+
+/// Forwards release notifications until no waiter is left, then closes
+/// its connection. While the connection is down, waiters sleep until the
+/// lease would end; when it comes back, every waiter is woken to look
+/// again (a release may have been missed).
+async fn listen(pool: PgPool, sender: broadcast::Sender<Arc<str>>) {
+    tokio::select! {
+        () = sender.closed() => {}
+        () = forward(&pool, &sender) => {}
+    }
+}
+
+async fn forward(pool: &PgPool, sender: &broadcast::Sender<Arc<str>>) {
+    let wake_all = || {
+        let _ = sender.send(Arc::from(""));
+    };
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.listen(RELEASED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listening.await {
+            Ok(mut listener) => {
+                wake_all();
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(notice)) => {
+                            let _ = sender.send(Arc::from(notice.payload()));
+                        }
+                        // Reconnected: notices may have been missed.
+                        Ok(None) => wake_all(),
+                        Err(error) => {
+                            tracing::debug!(%error, "stopped listening for lock releases");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "cannot LISTEN for lock releases"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -340,13 +484,19 @@ impl Fence {
 
     /// Checks, inside the caller's transaction, that this holder still owns
     /// a live lease, and keeps anyone from taking it over until the
-    /// transaction ends (`FOR SHARE` on the lock row): a change made after
-    /// this check commits only while the lease is ours. Keep such
-    /// transactions short: a takeover, and our own renewal, wait for them.
+    /// transaction ends (`FOR KEY SHARE` on the lock row): a change made
+    /// after this check commits only while the lease is ours. The holder's
+    /// own heartbeat keeps renewing meanwhile, so a long transaction does
+    /// not make the lease lapse; it does hold off a takeover after a crash
+    /// for as long as it stays open.
+    ///
+    /// It never waits: a row that someone else is locking at this instant
+    /// answers [`LockError::Unavailable`].
     ///
     /// # Errors
     ///
-    /// [`LockError::Lost`]: roll back. [`LockError::Unavailable`].
+    /// [`LockError::Lost`]: roll back. [`LockError::Unavailable`]: roll
+    /// back too (the lease could not be confirmed).
     pub async fn check(&self, connection: &mut PgConnection) -> Result<(), LockError> {
         let held = sqlx::query(CHECK)
             .bind(&self.name)

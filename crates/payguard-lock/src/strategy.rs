@@ -3,7 +3,9 @@
 use crate::owner::{FencingToken, Owner};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::sync::broadcast;
 
 /// A boxed future, so that [`LockStrategy`] is object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -157,6 +159,41 @@ pub trait LockStrategy: Send + Sync + std::fmt::Debug {
         &'a self,
         name: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<LockInfo>, LockError>>;
+
+    /// Releases as the store announces them, for waiters to wake on
+    /// instead of polling; `None` (the default) where the store cannot
+    /// announce them.
+    fn release_notices(&self) -> Option<ReleaseNotices> {
+        None
+    }
+}
+
+/// Releases announced by a store ([`LockStrategy::release_notices`]).
+#[derive(Debug)]
+pub struct ReleaseNotices {
+    receiver: broadcast::Receiver<Arc<str>>,
+}
+
+impl ReleaseNotices {
+    /// Notices sent on the other end of `receiver`: lock names, or `""`
+    /// when any lock may have been released (notices were missed).
+    pub fn new(receiver: broadcast::Receiver<Arc<str>>) -> Self {
+        Self { receiver }
+    }
+
+    /// Completes when `name` may have been released: a notice for it, or
+    /// for any lock when notices were missed. Never completes once the
+    /// store stopped announcing.
+    pub async fn released(&mut self, name: &str) {
+        loop {
+            match self.receiver.recv().await {
+                Ok(released) if released.is_empty() || *released == *name => return,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
 }
 
 // `Arc<dyn LockStrategy>` must work.
