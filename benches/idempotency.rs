@@ -191,9 +191,16 @@ async fn requests(
         .mul_f64(iters as f64 / (per_client * clients) as f64)
 }
 
-/// The same statements as a pgbench script: the claim's result row is
-/// kept with `\gset` and its owner token completes the claim.
+/// The same statements as a pgbench script, each in the same bounded
+/// transaction the store opens (`BEGIN; SET LOCAL lock_timeout ...;
+/// SET LOCAL statement_timeout ...` in one round trip, the statement,
+/// `COMMIT`): the claim's result row is kept with `\gset` and its owner
+/// token completes the claim.
 fn pgbench_script(replay: bool) -> String {
+    let begin = payguard_core::SqlTimeouts::default()
+        .begin_sql()
+        .replace("; ", " \\; ");
+    let bounded = |statement: &str| format!("{begin};\n{statement}\nCOMMIT;\n");
     let key = if replay {
         "sha256('pgbench-replay'::bytea)".to_owned()
     } else {
@@ -207,7 +214,8 @@ fn pgbench_script(replay: bool) -> String {
         .replace("$4", "30000")
         .replace("$5", "86400000");
     let claim = claim.trim().replace('\n', " ");
-    let mut script = format!("\\set k random(1, 4000000000000000000)\n{claim} \\gset\n");
+    let mut script = String::from("\\set k random(1, 4000000000000000000)\n");
+    script.push_str(&bounded(&format!("{claim} \\gset")));
     if !replay {
         let complete = PgIdempotencyStore::COMPLETE_SQL
             .replace("$1", &key)
@@ -221,8 +229,7 @@ fn pgbench_script(replay: bool) -> String {
                 "$5",
                 "convert_to('{\"booking\":\"bk_123\",\"status\":\"confirmed\"}', 'UTF8')",
             );
-        script.push_str(&complete.replace('\n', " "));
-        script.push_str(";\n");
+        script.push_str(&bounded(&format!("{};", complete.replace('\n', " "))));
     }
     script
 }

@@ -87,7 +87,16 @@ fn response(body: &[u8]) -> StoredResponse {
 
 async fn claimed(store: &dyn IdempotencyStore, request: ClaimRequest, context: &str) -> Lease {
     match store.claim(request).await {
-        Ok(Claim::Claimed(lease)) => lease,
+        Ok(Claim::Claimed(lease)) => {
+            assert!(
+                lease.granted <= request.lease
+                    && lease.granted + Duration::from_millis(500) >= request.lease,
+                "{context}: the lease granted ({:?}) is the lease asked for ({:?}), as of the claim",
+                lease.granted,
+                request.lease
+            );
+            lease
+        }
         other => panic!("{context}: expected Claimed, got {other:?}"),
     }
 }
@@ -105,7 +114,7 @@ async fn expect(
     }
 }
 
-fn lease_lost(result: Result<(), StoreError>, context: &str) {
+fn lease_lost<T: std::fmt::Debug>(result: Result<T, StoreError>, context: &str) {
     if !matches!(result, Err(StoreError::LeaseLost)) {
         panic!("{context}: expected LeaseLost, got {result:?}");
     }
@@ -290,10 +299,14 @@ pub async fn extend_renews_the_lease(store: &dyn IdempotencyStore, time: &dyn Ti
     let key = unique_key("extend");
     let lease = claimed(store, request(key, b"a"), "claim").await;
     time.advance(Duration::from_millis(250)).await;
-    store
+    let left = store
         .extend(&lease, Duration::from_millis(800))
         .await
         .unwrap_or_else(|e| panic!("extend: {e}"));
+    assert!(
+        left > Duration::from_millis(700) && left <= Duration::from_millis(800),
+        "extend answers the lease it granted: {left:?}"
+    );
     time.advance(Duration::from_millis(300)).await;
     expect(
         store,

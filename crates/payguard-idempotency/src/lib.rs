@@ -15,7 +15,9 @@ mod store;
 pub use key::{Fingerprint, KeyError, MAX_KEY_LEN, ScopeKey, parse_key};
 pub use memory::MemoryStore;
 #[cfg(feature = "axum")]
-pub use middleware::{BODY_OMITTED, IDEMPOTENT_REPLAYED, IdempotencyLayer, Idempotent, Tenant};
+pub use middleware::{
+    BODY_OMITTED, IDEMPOTENT_REPLAYED, IdempotencyClaim, IdempotencyLayer, Idempotent, Tenant,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::{MIGRATOR, PgIdempotencyStore};
 pub use reaper::{ReaperHandle, spawn_reaper};

@@ -131,6 +131,7 @@ impl MemoryStore {
                             key: request.key,
                             token,
                             attempt: record.attempt,
+                            granted: request.lease,
                         })
                     }
                 }
@@ -142,6 +143,7 @@ impl MemoryStore {
                     key: request.key,
                     token,
                     attempt: 1,
+                    granted: request.lease,
                 })
             }
         }
@@ -202,13 +204,15 @@ impl IdempotencyStore for MemoryStore {
         &'a self,
         lease: &'a Lease,
         by: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<Duration, StoreError>> {
         let now = self.clock.now();
-        let result = self.with_owned(lease, |record, _| {
-            if let State::InProgress { lease_until, .. } = &mut record.state {
-                *lease_until = now.checked_add(by).unwrap_or(now);
-            }
-        });
+        let result = self
+            .with_owned(lease, |record, _| {
+                if let State::InProgress { lease_until, .. } = &mut record.state {
+                    *lease_until = now.checked_add(by).unwrap_or(now);
+                }
+            })
+            .map(|()| by);
         Box::pin(async move { result })
     }
 

@@ -18,9 +18,11 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -335,10 +337,10 @@ where
         lease: config.lease,
         retention: config.retention,
     };
-    let lease = match claim(&config, claim_request).await {
-        Ok(Claim::Claimed(lease)) => lease,
-        Ok(Claim::Replay(stored)) => return replay(stored),
-        Ok(Claim::InFlight { retry_after }) => {
+    let (lease, sent) = match claim(&config, claim_request).await {
+        Ok((Claim::Claimed(lease), sent)) => (lease, sent),
+        Ok((Claim::Replay(stored), _)) => return replay(stored),
+        Ok((Claim::InFlight { retry_after }, _)) => {
             return problem(
                 StatusCode::CONFLICT,
                 "idempotency_key_in_use",
@@ -346,7 +348,7 @@ where
                 Some(retry_after),
             );
         }
-        Ok(Claim::Mismatch) => {
+        Ok((Claim::Mismatch, _)) => {
             return problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_mismatch",
@@ -364,19 +366,40 @@ where
             );
         }
     };
-    let request = Request::from_parts(parts, Body::from(body));
-    let response = run_holding_lease(&config, &lease, call(&mut inner, request)).await;
-    let Some(response) = response else {
-        // The handler panicked: free the key and answer 500.
-        release(&config, &lease).await;
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the request failed",
-            None,
-        );
+    let watch = LeaseWatch::new(&config, lease, sent);
+    let claim = IdempotencyClaim {
+        lease,
+        shared: Arc::clone(&watch.shared),
     };
-    finish(&config, &lease, response).await
+    let mut request = Request::from_parts(parts, Body::from(body));
+    request.extensions_mut().insert(claim);
+    match watch.run(&config, call(&mut inner, request)).await {
+        Ran::Finished(Some(response)) => finish(&config, &watch, response).await,
+        Ran::Finished(None) => {
+            // The handler panicked: free the key and answer 500.
+            release(&config, &lease).await;
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the request failed",
+                None,
+            )
+        }
+        Ran::Lost(reason) => {
+            tracing::warn!(
+                attempt = lease.attempt,
+                reason,
+                "idempotency lease lost; the handler was stopped"
+            );
+            release(&config, &lease).await;
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "idempotency_lease_lost",
+                "the request could not keep its idempotency claim and was stopped before it finished; retry with the same Idempotency-Key",
+                Some(Duration::from_secs(1)),
+            )
+        }
+    }
 }
 
 async fn call<S>(inner: &mut S, request: Request<Body>) -> Response<Body>
@@ -392,48 +415,267 @@ where
     }
 }
 
-/// Claims, waiting for an in-flight first request if configured.
-async fn claim(config: &Config, request: ClaimRequest) -> Result<Claim, StoreError> {
+/// Claims, waiting for an in-flight first request if configured; with the
+/// instant the successful claim was sent, which its lease counts from.
+async fn claim(config: &Config, request: ClaimRequest) -> Result<(Claim, Instant), StoreError> {
+    let mut sent = Instant::now();
     let claim = config.store.claim(request).await?;
     let (Claim::InFlight { .. }, Some(bound)) = (&claim, config.wait_for_in_flight) else {
-        return Ok(claim);
+        return Ok((claim, sent));
     };
-    let deadline = tokio::time::Instant::now() + bound;
+    let deadline = sent + bound;
     loop {
         tokio::time::sleep(Duration::from_millis(25)).await;
+        sent = Instant::now();
         let claim = config.store.claim(request).await?;
-        if !matches!(claim, Claim::InFlight { .. }) || tokio::time::Instant::now() >= deadline {
-            return Ok(claim);
+        if !matches!(claim, Claim::InFlight { .. }) || Instant::now() >= deadline {
+            return Ok((claim, sent));
         }
     }
 }
 
-/// Runs the handler, renewing the lease every third of it; `None` if the
-/// handler panicked.
-async fn run_holding_lease(
-    config: &Config,
-    lease: &Lease,
-    handler: impl Future<Output = Response<Body>>,
-) -> Option<Response<Body>> {
-    let handler = AssertUnwindSafe(handler).catch_unwind();
-    tokio::pin!(handler);
-    let every = (config.lease / 3).max(Duration::from_millis(10));
-    loop {
-        tokio::select! {
-            result = &mut handler => return result.ok(),
-            () = tokio::time::sleep(every) => {
-                if let Err(error) = config.store.extend(lease, config.lease).await {
-                    tracing::warn!(error = %error, attempt = lease.attempt, "could not renew an idempotency lease");
-                }
+/// The claim a request runs under, in the request's extensions while its
+/// handler runs: the [`Lease`] (its owner token fences the handler's own
+/// writes, see [`PgIdempotencyStore::fence_in`]) and, with the `postgres`
+/// feature, [`complete_in`](Self::complete_in) to store the response in
+/// the handler's own transaction.
+///
+/// [`PgIdempotencyStore::fence_in`]: crate::PgIdempotencyStore::fence_in
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    lease: Lease,
+    shared: Arc<Shared>,
+}
+
+impl IdempotencyClaim {
+    /// The lease this request holds.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// What the layer stores for `response`: its status, the replayed
+    /// headers and the whole body; with the response, rebuilt to be sent.
+    /// Tells the layer that the handler completes the claim itself, in its
+    /// own transaction: the layer then lets the handler finish even when a
+    /// renewal finds the claim already completed.
+    ///
+    /// # Errors
+    ///
+    /// The body could not be read (`StoreError::Unavailable`).
+    pub async fn stored_response(
+        &self,
+        response: Response<Body>,
+    ) -> Result<(StoredResponse, Response<Body>), StoreError> {
+        self.shared
+            .completing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|error| StoreError::Unavailable(Box::new(error)))?
+            .to_bytes();
+        let stored = stored(&self.shared.replayed_headers, &parts, &body);
+        Ok((stored, Response::from_parts(parts, Body::from(body))))
+    }
+
+    /// Stores `response` as this request's answer inside the handler's own
+    /// transaction on `connection`, so that the business write and the
+    /// stored response commit together (Brandur's atomic phases): a crash
+    /// or a failed completion can no longer leave a committed write whose
+    /// retry runs again. The completion also fences the transaction: from
+    /// it until the commit, the claim cannot be taken over, and if it
+    /// already was, it fails and the transaction must roll back. Returns
+    /// the response to send. A response larger than the store keeps is
+    /// stored without its body, as the layer does.
+    ///
+    /// ```no_run
+    /// # use axum::{Extension, body::Body, http::{Response, StatusCode}, response::IntoResponse};
+    /// # use payguard_idempotency::{IdempotencyClaim, PgIdempotencyStore};
+    /// # async fn handler(claim: IdempotencyClaim, store: PgIdempotencyStore, pool: sqlx::PgPool) -> Result<Response<Body>, Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO bookings (id) VALUES ($1)").bind(7_i64).execute(&mut *tx).await?;
+    /// let response = (StatusCode::CREATED, r#"{"id":7}"#).into_response();
+    /// let response = claim.complete_in(&store, &mut tx, response).await?; // LeaseLost: roll back
+    /// tx.commit().await?;
+    /// Ok(response)
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseLost`] when the claim is no longer this
+    /// request's: roll back. [`StoreError::Unavailable`].
+    #[cfg(feature = "postgres")]
+    pub async fn complete_in(
+        &self,
+        store: &crate::PgIdempotencyStore,
+        connection: &mut sqlx::PgConnection,
+        response: Response<Body>,
+    ) -> Result<Response<Body>, StoreError> {
+        let (mut stored, response) = self.stored_response(response).await?;
+        match store
+            .complete_in(&mut *connection, &self.lease, &stored)
+            .await
+        {
+            Err(StoreError::ResponseTooLarge { .. }) => {
+                omit_body(&mut stored);
+                store.complete_in(connection, &self.lease, &stored).await?;
             }
+            result => result?,
         }
+        Ok(response)
     }
 }
 
-async fn finish(config: &Config, lease: &Lease, response: Response<Body>) -> Response<Body> {
+/// What a claim's handler and the layer share.
+#[derive(Debug)]
+struct Shared {
+    replayed_headers: Vec<HeaderName>,
+    /// The handler completes the claim in its own transaction.
+    completing: AtomicBool,
+    /// Until when the lease can be trusted: the instant its last grant was
+    /// sent, plus what was granted, minus the safety margin.
+    trusted_until: Mutex<Instant>,
+}
+
+impl Shared {
+    fn trusted_until(&self) -> Instant {
+        *self
+            .trusted_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn trust(&self, sent: Instant, granted: Duration, margin: Duration) {
+        *self
+            .trusted_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            sent + granted.saturating_sub(margin);
+    }
+}
+
+/// How a handler run under a lease ended.
+enum Ran {
+    /// It returned (`None`: it panicked).
+    Finished(Option<Response<Body>>),
+    /// The lease was lost first, and the handler was dropped.
+    Lost(&'static str),
+}
+
+/// Keeps a claim's lease, as `payguard-lock`'s guard keeps a lock: renews
+/// it every third of the lease, and gives up when a renewal finds the claim
+/// taken over or when the local deadline (send time of the last grant +
+/// lease − safety margin) passes without one.
+struct LeaseWatch {
+    lease: Lease,
+    margin: Duration,
+    shared: Arc<Shared>,
+}
+
+impl LeaseWatch {
+    fn new(config: &Config, lease: Lease, sent: Instant) -> Self {
+        let margin = safety_margin(config.lease);
+        let shared = Arc::new(Shared {
+            replayed_headers: config.replayed_headers.clone(),
+            completing: AtomicBool::new(false),
+            trusted_until: Mutex::new(sent),
+        });
+        shared.trust(sent, lease.granted, margin);
+        Self {
+            lease,
+            margin,
+            shared,
+        }
+    }
+
+    /// Runs the handler while the lease holds; drops it if the lease is
+    /// lost first (unless it is completing the claim itself).
+    async fn run(&self, config: &Config, handler: impl Future<Output = Response<Body>>) -> Ran {
+        let handler = AssertUnwindSafe(handler).catch_unwind();
+        tokio::select! {
+            biased;
+            result = handler => Ran::Finished(result.ok()),
+            reason = self.keep(config) => Ran::Lost(reason),
+        }
+    }
+
+    /// Renews until the lease is lost; answers why.
+    async fn keep(&self, config: &Config) -> &'static str {
+        let every = (config.lease / 3).max(Duration::from_millis(10));
+        let mut next = Instant::now() + every;
+        let reason = loop {
+            let trusted_until = self.shared.trusted_until();
+            tokio::time::sleep_until(next.min(trusted_until)).await;
+            if Instant::now() >= trusted_until {
+                break "the lease could not be renewed before it ran out";
+            }
+            let sent = Instant::now();
+            let renewal = config.store.extend(&self.lease, config.lease);
+            match tokio::time::timeout_at(trusted_until, renewal).await {
+                Ok(Ok(granted)) => {
+                    self.shared.trust(sent, granted, self.margin);
+                    next = sent + every;
+                }
+                Ok(Err(StoreError::LeaseLost)) => break "the claim was taken over",
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, attempt = self.lease.attempt, "could not renew an idempotency lease; retrying until it runs out");
+                    next = Instant::now() + every / 4;
+                }
+                Err(_) => break "the lease could not be renewed before it ran out",
+            }
+        };
+        if self
+            .shared
+            .completing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // The handler's own transaction completes the claim (or finds
+            // it lost); let it finish.
+            std::future::pending::<()>().await;
+        }
+        reason
+    }
+}
+
+/// Stop trusting a lease this long before it ends: a tenth of it, at least
+/// a second, at most a quarter (as `payguard-lock` does).
+fn safety_margin(lease: Duration) -> Duration {
+    (lease / 10).max(Duration::from_secs(1)).min(lease / 4)
+}
+
+fn stored(
+    replayed_headers: &[HeaderName],
+    parts: &axum::http::response::Parts,
+    body: &Bytes,
+) -> StoredResponse {
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| replayed_headers.contains(name))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    StoredResponse {
+        status: parts.status.as_u16(),
+        headers,
+        body: body.to_vec(),
+    }
+}
+
+/// Kept at most once all the same: the status and headers are stored, the
+/// body is not, and a replay says so.
+fn omit_body(stored: &mut StoredResponse) {
+    stored.body.clear();
+    stored
+        .headers
+        .push((BODY_OMITTED.as_str().to_owned(), b"true".to_vec()));
+}
+
+async fn finish(config: &Config, watch: &LeaseWatch, response: Response<Body>) -> Response<Body> {
+    let lease = &watch.lease;
     let (parts, body) = response.into_parts();
-    let status = parts.status.as_u16();
-    if config.policy.disposition(status) == Disposition::Release {
+    if config.policy.disposition(parts.status.as_u16()) == Disposition::Release {
         release(config, lease).await;
         return Response::from_parts(parts, body);
     }
@@ -449,37 +691,42 @@ async fn finish(config: &Config, lease: &Lease, response: Response<Body>) -> Res
             );
         }
     };
-    let headers = parts
-        .headers
-        .iter()
-        .filter(|(name, _)| config.replayed_headers.contains(name))
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let mut stored = StoredResponse {
-        status,
-        headers,
-        body: body.to_vec(),
-    };
-    let mut result = config.store.complete(lease, &stored).await;
-    if let Err(StoreError::ResponseTooLarge { .. }) = result {
-        // Kept at most once all the same: the status and headers are stored,
-        // the body is not, and a replay says so.
-        stored.body.clear();
-        stored
-            .headers
-            .push((BODY_OMITTED.as_str().to_owned(), b"true".to_vec()));
-        result = config.store.complete(lease, &stored).await;
-    }
-    match result {
-        Ok(()) => {}
-        Err(StoreError::LeaseLost) => {
-            tracing::warn!(
-                attempt = lease.attempt,
-                "idempotency lease lost before completion; the response was not stored"
-            );
-        }
-        Err(error) => {
-            tracing::error!(error = %error, "could not store an idempotent response; the key stays claimed until its lease ends");
+    let mut stored = stored(&config.replayed_headers, &parts, &body);
+    // The handler's effects happened: keep trying to store its answer
+    // while the lease can be trusted, or a retry would run them again.
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match config.store.complete(lease, &stored).await {
+            Ok(()) => break,
+            Err(StoreError::ResponseTooLarge { .. }) if !stored.body.is_empty() => {
+                omit_body(&mut stored);
+            }
+            Err(StoreError::LeaseLost)
+                if watch
+                    .shared
+                    .completing
+                    .load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                // Completed in the handler's transaction, or lost: either
+                // way nothing is left to store.
+                break;
+            }
+            Err(StoreError::LeaseLost) => {
+                tracing::warn!(
+                    attempt = lease.attempt,
+                    "idempotency lease lost before completion; the response was not stored"
+                );
+                break;
+            }
+            Err(error) if Instant::now() + pause < watch.shared.trusted_until() => {
+                tracing::warn!(error = %error, "could not store an idempotent response yet; retrying while the lease holds");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "could not store an idempotent response; the key stays claimed until its lease ends");
+                break;
+            }
         }
     }
     Response::from_parts(parts, Body::from(body))

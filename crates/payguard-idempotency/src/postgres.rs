@@ -1,12 +1,14 @@
-//! [`PgIdempotencyStore`]: claims and completions in one round trip each,
-//! judged by the database clock.
+//! [`PgIdempotencyStore`]: claims and completions in one statement each,
+//! judged by the database clock, every wait bounded.
 
 use crate::key::Fingerprint;
 use crate::store::{
     BoxFuture, Claim, ClaimRequest, IdempotencyStore, Lease, StoreError, StoredResponse,
 };
+use payguard_core::SqlTimeouts;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema migrations (`payguard_idempotency` table and owner-token
@@ -14,98 +16,186 @@ use std::time::Duration;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A store on PostgreSQL. Every instance of a service shares it; leases and
-/// retention are judged by the database's `now()`, so clocks of the
-/// instances do not matter.
+/// retention are judged by the database's clock at the moment of each
+/// statement (`clock_timestamp()`), so the clocks of the instances, and the
+/// age of the caller's transaction, do not matter.
 ///
-/// - `claim` is one statement: a read of the row, answered as is when the
-///   record is live (a replay writes nothing), else an `INSERT … ON
-///   CONFLICT DO UPDATE` that takes the row only when it is new, past
-///   retention, or an expired claim with the same fingerprint.
+/// - `claim` is one statement. A live record (completed, or claimed with a
+///   live lease, or claimed by a different request) is answered from a
+///   plain read: no row lock, nothing written. A new key is inserted; a
+///   record that may be taken over (its retention or its lease ended) is
+///   locked with `FOR UPDATE SKIP LOCKED` and re-claimed with a new owner
+///   token, so a row someone is locking right now is answered in flight
+///   instead of waited for.
 /// - `complete`, `release` and `extend` are one statement each, fenced by
 ///   the owner token.
-/// - [`complete_in`](Self::complete_in) writes the response inside the
-///   caller's own transaction, so the business write and the stored
-///   response commit or roll back together.
+/// - Every operation on the pool runs in a short transaction under
+///   [`SqlTimeouts`] (`SET LOCAL`, so PgBouncer in transaction mode keeps
+///   working) and within a client-side deadline: a server or network that
+///   stops answering gives [`StoreError::Unavailable`], never a hang.
+/// - [`claim_in`](Self::claim_in), [`fence_in`](Self::fence_in) and
+///   [`complete_in`](Self::complete_in) work inside the caller's own
+///   transaction, so the business write and the stored response commit or
+///   roll back together.
+///
+/// # Isolation
+///
+/// The store expects READ COMMITTED, PostgreSQL's default, for its own
+/// transactions and for the caller's in `claim_in`. Under REPEATABLE READ
+/// or SERIALIZABLE, a duplicate that races a concurrent claim gets a
+/// serialization failure, which `claim_in` answers as
+/// [`Claim::InFlight`]; the transaction is then aborted and must be rolled
+/// back.
 #[derive(Debug, Clone)]
 pub struct PgIdempotencyStore {
     pool: PgPool,
     max_response_bytes: usize,
+    timeouts: SqlTimeouts,
+    begin: Arc<str>,
 }
 
-// A live record (completed, or claimed with a live lease, or claimed by a
-// different request) is answered from the statement's snapshot without
-// writing anything, so a replay is a read. Otherwise the INSERT claims the
-// key; its ON CONFLICT re-checks the latest row version, so two racing
-// claims cannot both win. No row at all means a concurrent claim committed
-// after the snapshot: the caller asks again.
+// `existing` reads the row from the statement's snapshot; a live record is
+// answered from it alone. `free` locks the row only when it may be taken
+// over, skipping it if another transaction holds it (a claimer that will
+// win, or a handler's transaction fencing its claim). No row at all in the
+// answer means the row changed after the snapshot: the caller asks again.
 const CLAIM: &str = r#"
 WITH existing AS (
     SELECT owner_token, attempt, state, fingerprint, fingerprint_version, lease_expires_at,
            response_status, response_headers, response_body,
-           (expires_at <= now() AND (state = 1 OR lease_expires_at <= now()))
-           OR (state = 0 AND lease_expires_at <= now()
+           (expires_at <= clock_timestamp() AND (state = 1 OR lease_expires_at <= clock_timestamp()))
+           OR (state = 0 AND lease_expires_at <= clock_timestamp()
                AND fingerprint = $2::bytea AND fingerprint_version = $3::smallint) AS claimable
       FROM payguard_idempotency
      WHERE scope_key = $1::bytea
 ),
-claimed AS (
-    INSERT INTO payguard_idempotency AS c
-        (scope_key, fingerprint, fingerprint_version, state, owner_token, attempt, lease_expires_at, expires_at)
-    SELECT $1::bytea, $2::bytea, $3::smallint, 0, nextval('payguard_idempotency_owner_token'), 1,
-           now() + make_interval(secs => $4::float8 / 1000), now() + make_interval(secs => $5::float8 / 1000)
-     WHERE NOT EXISTS (SELECT 1 FROM existing WHERE NOT claimable)
-    ON CONFLICT (scope_key) DO UPDATE SET
-        fingerprint = EXCLUDED.fingerprint,
-        fingerprint_version = EXCLUDED.fingerprint_version,
+free AS (
+    SELECT scope_key FROM payguard_idempotency
+     WHERE scope_key = $1::bytea
+       AND ((expires_at <= clock_timestamp() AND (state = 1 OR lease_expires_at <= clock_timestamp()))
+            OR (state = 0 AND lease_expires_at <= clock_timestamp()
+                AND fingerprint = $2::bytea AND fingerprint_version = $3::smallint))
+       FOR UPDATE SKIP LOCKED
+),
+taken AS (
+    UPDATE payguard_idempotency AS c SET
+        fingerprint = $2::bytea,
+        fingerprint_version = $3::smallint,
         state = 0,
-        owner_token = EXCLUDED.owner_token,
-        attempt = CASE WHEN c.expires_at <= now() THEN 1 ELSE c.attempt + 1 END,
-        lease_expires_at = EXCLUDED.lease_expires_at,
-        expires_at = CASE WHEN c.expires_at <= now() THEN EXCLUDED.expires_at ELSE c.expires_at END,
-        created_at = CASE WHEN c.expires_at <= now() THEN now() ELSE c.created_at END,
+        owner_token = nextval('payguard_idempotency_owner_token'),
+        attempt = CASE WHEN c.expires_at <= clock_timestamp() THEN 1 ELSE c.attempt + 1 END,
+        lease_expires_at = clock_timestamp() + make_interval(secs => $4::float8 / 1000),
+        expires_at = CASE WHEN c.expires_at <= clock_timestamp()
+                          THEN clock_timestamp() + make_interval(secs => $5::float8 / 1000)
+                          ELSE c.expires_at END,
+        created_at = CASE WHEN c.expires_at <= clock_timestamp() THEN clock_timestamp() ELSE c.created_at END,
         completed_at = NULL, response_status = NULL, response_headers = NULL, response_body = NULL
-    WHERE (c.expires_at <= now() AND (c.state = 1 OR c.lease_expires_at <= now()))
-       OR (c.state = 0 AND c.lease_expires_at <= now()
-           AND c.fingerprint = EXCLUDED.fingerprint AND c.fingerprint_version = EXCLUDED.fingerprint_version)
-    RETURNING c.owner_token, c.attempt
+      FROM free
+     WHERE c.scope_key = free.scope_key
+    RETURNING c.owner_token, c.attempt, c.lease_expires_at
+),
+created AS (
+    INSERT INTO payguard_idempotency
+        (scope_key, fingerprint, fingerprint_version, state, owner_token, attempt,
+         lease_expires_at, expires_at, created_at)
+    SELECT $1::bytea, $2::bytea, $3::smallint, 0, nextval('payguard_idempotency_owner_token'), 1,
+           clock_timestamp() + make_interval(secs => $4::float8 / 1000),
+           clock_timestamp() + make_interval(secs => $5::float8 / 1000),
+           clock_timestamp()
+     WHERE NOT EXISTS (SELECT 1 FROM existing)
+    ON CONFLICT (scope_key) DO NOTHING
+    RETURNING owner_token, attempt, lease_expires_at
+),
+won AS (
+    SELECT * FROM taken
+    UNION ALL
+    SELECT * FROM created
 )
 SELECT true AS claimed, owner_token, attempt, NULL::smallint AS state, NULL::bytea AS fingerprint,
-       NULL::smallint AS fingerprint_version, NULL::bigint AS lease_ms,
+       NULL::smallint AS fingerprint_version,
+       GREATEST(0, (EXTRACT(EPOCH FROM lease_expires_at - clock_timestamp()) * 1000)::bigint) AS lease_ms,
        NULL::smallint AS response_status, NULL::bytea AS response_headers, NULL::bytea AS response_body
-  FROM claimed
+  FROM won
 UNION ALL
 SELECT false, owner_token, attempt, state, fingerprint, fingerprint_version,
-       GREATEST(0, (EXTRACT(EPOCH FROM lease_expires_at - now()) * 1000)::bigint),
+       GREATEST(0, (EXTRACT(EPOCH FROM lease_expires_at - clock_timestamp()) * 1000)::bigint),
        response_status, response_headers, response_body
   FROM existing
- WHERE NOT claimable
+ WHERE NOT claimable AND NOT EXISTS (SELECT 1 FROM won)
 "#;
 
 const COMPLETE: &str = "UPDATE payguard_idempotency
-    SET state = 1, completed_at = now(), response_status = $3, response_headers = $4, response_body = $5
-  WHERE scope_key = $1 AND owner_token = $2 AND state = 0";
+    SET state = 1, completed_at = clock_timestamp(), response_status = $3, response_headers = $4, response_body = $5
+  WHERE scope_key = $1 AND owner_token = $2 AND state = 0
+RETURNING 1";
 
-const RELEASE: &str =
-    "DELETE FROM payguard_idempotency WHERE scope_key = $1 AND owner_token = $2 AND state = 0";
+const RELEASE: &str = "DELETE FROM payguard_idempotency
+  WHERE scope_key = $1 AND owner_token = $2 AND state = 0
+RETURNING 1";
 
 const EXTEND: &str = "UPDATE payguard_idempotency
-    SET lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
-  WHERE scope_key = $1 AND owner_token = $2 AND state = 0";
+    SET lease_expires_at = clock_timestamp() + make_interval(secs => $3::float8 / 1000)
+  WHERE scope_key = $1 AND owner_token = $2 AND state = 0
+RETURNING GREATEST(0, (EXTRACT(EPOCH FROM lease_expires_at - clock_timestamp()) * 1000)::bigint)";
 
-const REAP: &str = "DELETE FROM payguard_idempotency WHERE scope_key IN (
-    SELECT scope_key FROM payguard_idempotency
-     WHERE expires_at <= now() AND NOT (state = 0 AND lease_expires_at > now())
-     ORDER BY expires_at
-     LIMIT $1
-     FOR UPDATE SKIP LOCKED)";
+// FOR KEY SHARE: a takeover (FOR UPDATE) waits for the handler's
+// transaction; the layer's own renewal and completion (UPDATEs of non-key
+// columns) do not. NOWAIT: a row being taken over at this instant has
+// already been lost.
+const FENCE: &str = "SELECT 1 FROM payguard_idempotency
+  WHERE scope_key = $1 AND owner_token = $2 AND state = 0
+    FOR KEY SHARE NOWAIT";
+
+const REAP: &str = "WITH reaped AS (
+    DELETE FROM payguard_idempotency WHERE scope_key IN (
+        SELECT scope_key FROM payguard_idempotency
+         WHERE expires_at <= clock_timestamp() AND NOT (state = 0 AND lease_expires_at > clock_timestamp())
+         ORDER BY expires_at
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) FROM reaped";
+
+// `claim_in` bounds its own statement inside the caller's transaction and
+// then puts the caller's settings back.
+const BOUND_IN: &str = "SELECT previous.lock_timeout, previous.statement_timeout
+  FROM (SELECT current_setting('lock_timeout') AS lock_timeout,
+               current_setting('statement_timeout') AS statement_timeout
+        OFFSET 0) AS previous,
+       LATERAL (SELECT set_config('lock_timeout', $1, true),
+                       set_config('statement_timeout', $2, true)) AS bounded";
+
+const RESTORE_IN: &str =
+    "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)";
 
 fn unavailable(error: sqlx::Error) -> StoreError {
     StoreError::Unavailable(Box::new(error))
 }
 
+/// Whether the database refused to wait: a bound was hit, a row lock was
+/// not available, or a serialization failure.
+fn contended(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| SqlTimeouts::is_contention(&code))
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
+
+fn from_millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The database did not answer within [`SqlTimeouts::client_deadline`].
+#[derive(Debug, thiserror::Error)]
+#[error("the database did not answer within {0:?}")]
+struct NoAnswer(Duration);
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 impl PgIdempotencyStore {
     /// The claim statement (`$1` scope key, `$2` fingerprint digest, `$3`
@@ -116,18 +206,30 @@ impl PgIdempotencyStore {
     /// status, `$4` encoded headers, `$5` body).
     pub const COMPLETE_SQL: &'static str = COMPLETE;
 
-    /// A store on `pool`, keeping responses up to 256 KiB. Run
-    /// [`migrate`](Self::migrate) once before use.
+    /// A store on `pool`, keeping responses up to 256 KiB, under the
+    /// default [`SqlTimeouts`]. Run [`migrate`](Self::migrate) once before
+    /// use.
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
             max_response_bytes: 256 << 10,
+            timeouts: SqlTimeouts::default(),
+            begin: SqlTimeouts::default().begin_sql().into(),
         }
     }
 
     /// The largest response body kept.
+    #[must_use]
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Runs every operation under these bounds instead.
+    #[must_use]
+    pub fn timeouts(mut self, timeouts: SqlTimeouts) -> Self {
+        self.begin = timeouts.begin_sql().into();
+        self.timeouts = timeouts;
         self
     }
 
@@ -153,11 +255,16 @@ impl PgIdempotencyStore {
 
     /// Claims on `connection`, typically the caller's own transaction
     /// (`&mut *tx`), for the transactional mode: the claim exists only if
-    /// the transaction commits. Until then duplicates wait on the row
-    /// instead of seeing it in flight, and if the transaction rolls back
-    /// (or the process dies) no record remains and a retry executes afresh.
-    /// Pair with [`complete_in`](Self::complete_in) on the same
-    /// transaction.
+    /// the transaction commits, and if it rolls back (or the process dies)
+    /// no record remains and a retry executes afresh. Pair with
+    /// [`complete_in`](Self::complete_in) on the same transaction.
+    ///
+    /// The statement runs under the store's [`SqlTimeouts`] (set for it
+    /// alone; the transaction's own settings are put back after it): a
+    /// duplicate whose first request is still inside its own open
+    /// transaction waits at most `lock_timeout`, then is answered
+    /// [`Claim::InFlight`]. That answer, like a serialization failure under
+    /// REPEATABLE READ, leaves the transaction aborted: roll it back.
     ///
     /// # Errors
     ///
@@ -167,23 +274,75 @@ impl PgIdempotencyStore {
         connection: &mut PgConnection,
         request: ClaimRequest,
     ) -> Result<Claim, StoreError> {
+        let previous: (String, String) = sqlx::query_as(BOUND_IN)
+            .bind(format!("{}ms", self.timeouts.lock().as_millis()))
+            .bind(format!("{}ms", self.timeouts.statement().as_millis()))
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+        let mut answer = Ok(still_racing());
         for _ in 0..CLAIM_TRIES {
-            if let Some(claim) = claim_once(&mut *connection, &request).await? {
-                return Ok(claim);
+            match claim_query(&request).fetch_optional(&mut *connection).await {
+                Ok(Some(row)) => {
+                    answer = decide(&request, &row);
+                    break;
+                }
+                Ok(None) => {}
+                Err(error) if contended(&error) => return Ok(still_racing()),
+                Err(error) => return Err(unavailable(error)),
             }
         }
-        Ok(still_racing())
+        sqlx::query(RESTORE_IN)
+            .bind(previous.0)
+            .bind(previous.1)
+            .execute(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+        answer
+    }
+
+    /// Checks, inside the caller's transaction, that `lease` still owns
+    /// its claim, and holds off a takeover until the transaction ends
+    /// (`FOR KEY SHARE`): a write made after this check commits only while
+    /// the claim is this request's. The lease's own renewal and completion
+    /// are not held up. It never waits: a claim being taken over at this
+    /// instant is lost.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseLost`]: roll back. [`StoreError::Unavailable`]:
+    /// roll back too.
+    pub async fn fence_in(
+        &self,
+        connection: &mut PgConnection,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let held = sqlx::query(FENCE)
+            .bind(&lease.key.as_bytes()[..])
+            .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
+            .fetch_optional(connection)
+            .await;
+        match held {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::LeaseLost),
+            Err(error) if contended(&error) => Err(StoreError::LeaseLost),
+            Err(error) => Err(unavailable(error)),
+        }
     }
 
     /// Completes the claim on `connection`, typically the caller's own
     /// transaction (`&mut *tx`): the stored response commits with the
-    /// business write, or neither does. If the transaction rolls back, the
-    /// claim stays in progress until released or its lease expires.
+    /// business write, or neither does. The completion fences the
+    /// transaction too: it fails if the claim is no longer this lease's,
+    /// and from then until the commit nobody can take the claim over. If
+    /// the transaction rolls back, the claim stays in progress until
+    /// released or its lease expires.
     ///
     /// # Errors
     ///
-    /// [`StoreError::LeaseLost`] when the token no longer owns the claim;
-    /// [`StoreError::ResponseTooLarge`]; [`StoreError::Unavailable`].
+    /// [`StoreError::LeaseLost`] when the token no longer owns the claim
+    /// (roll back); [`StoreError::ResponseTooLarge`];
+    /// [`StoreError::Unavailable`].
     pub async fn complete_in(
         &self,
         connection: &mut PgConnection,
@@ -191,11 +350,11 @@ impl PgIdempotencyStore {
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
         self.check_size(response)?;
-        let result = complete_query(lease, response)
-            .execute(connection)
+        let row = complete_query(lease, response)
+            .fetch_optional(connection)
             .await
             .map_err(unavailable)?;
-        owned(result.rows_affected())
+        owned(row)
     }
 
     fn check_size(&self, response: &StoredResponse) -> Result<(), StoreError> {
@@ -207,10 +366,28 @@ impl PgIdempotencyStore {
         }
         Ok(())
     }
+
+    /// Runs `statement` in a transaction bounded by the timeouts, and
+    /// gives up on the client side after their deadline.
+    async fn bounded(&self, statement: PgQuery<'_>) -> Result<Option<PgRow>, sqlx::Error> {
+        let work = async {
+            let mut tx = self
+                .pool
+                .begin_with(AssertSqlSafe(Arc::clone(&self.begin)))
+                .await?;
+            let row = statement.fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(row)
+        };
+        let deadline = self.timeouts.client_deadline();
+        tokio::time::timeout(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other(NoAnswer(deadline)))))
+    }
 }
 
-/// How often a claim is re-asked after an empty answer (a concurrent claim
-/// committed after the statement's snapshot) before answering in flight.
+/// How often a claim is re-asked after an empty answer (the row changed
+/// after the statement's snapshot) before answering in flight.
 const CLAIM_TRIES: usize = 5;
 
 fn still_racing() -> Claim {
@@ -219,26 +396,16 @@ fn still_racing() -> Claim {
     }
 }
 
-async fn claim_once<'e>(
-    executor: impl PgExecutor<'e>,
-    request: &ClaimRequest,
-) -> Result<Option<Claim>, StoreError> {
-    let row = sqlx::query(CLAIM)
-        .bind(&request.key.as_bytes()[..])
-        .bind(&request.fingerprint.digest()[..])
+fn claim_query(request: &ClaimRequest) -> PgQuery<'static> {
+    sqlx::query(CLAIM)
+        .bind(request.key.as_bytes().to_vec())
+        .bind(request.fingerprint.digest().to_vec())
         .bind(i16::try_from(request.fingerprint.version()).unwrap_or(i16::MAX))
         .bind(millis(request.lease))
         .bind(millis(request.retention))
-        .fetch_optional(executor)
-        .await
-        .map_err(unavailable)?;
-    row.map(|row| decide(request, &row)).transpose()
 }
 
-fn complete_query<'q>(
-    lease: &'q Lease,
-    response: &'q StoredResponse,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+fn complete_query<'q>(lease: &'q Lease, response: &'q StoredResponse) -> PgQuery<'q> {
     sqlx::query(COMPLETE)
         .bind(&lease.key.as_bytes()[..])
         .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
@@ -247,12 +414,9 @@ fn complete_query<'q>(
         .bind(&response.body[..])
 }
 
-fn owned(rows: u64) -> Result<(), StoreError> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::LeaseLost)
-    }
+/// A fenced statement's answer: a row if the token still owned the claim.
+fn owned(row: Option<PgRow>) -> Result<(), StoreError> {
+    row.map(drop).ok_or(StoreError::LeaseLost)
 }
 
 fn decide(request: &ClaimRequest, row: &PgRow) -> Result<Claim, StoreError> {
@@ -260,11 +424,13 @@ fn decide(request: &ClaimRequest, row: &PgRow) -> Result<Claim, StoreError> {
     let claimed: bool = row.try_get("claimed").map_err(get)?;
     let token: i64 = row.try_get("owner_token").map_err(get)?;
     let attempt: i32 = row.try_get("attempt").map_err(get)?;
+    let lease_ms: i64 = row.try_get("lease_ms").map_err(get)?;
     if claimed {
         return Ok(Claim::Claimed(Lease {
             key: request.key,
             token: u64::try_from(token).unwrap_or(0),
             attempt: u32::try_from(attempt).unwrap_or(0),
+            granted: from_millis(lease_ms),
         }));
     }
     let digest: Vec<u8> = row.try_get("fingerprint").map_err(get)?;
@@ -287,20 +453,20 @@ fn decide(request: &ClaimRequest, row: &PgRow) -> Result<Claim, StoreError> {
             body,
         }));
     }
-    let lease_ms: i64 = row.try_get("lease_ms").map_err(get)?;
     Ok(Claim::InFlight {
-        retry_after: Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0)),
+        retry_after: from_millis(lease_ms),
     })
 }
 
 impl IdempotencyStore for PgIdempotencyStore {
     fn claim(&self, request: ClaimRequest) -> BoxFuture<'_, Result<Claim, StoreError>> {
         Box::pin(async move {
-            // An empty answer means a concurrent claim committed after this
-            // statement's snapshot: ask again, with a fresh snapshot.
             for _ in 0..CLAIM_TRIES {
-                if let Some(claim) = claim_once(&self.pool, &request).await? {
-                    return Ok(claim);
+                match self.bounded(claim_query(&request)).await {
+                    Ok(Some(row)) => return decide(&request, &row),
+                    Ok(None) => {}
+                    Err(error) if contended(&error) => return Ok(still_racing()),
+                    Err(error) => return Err(unavailable(error)),
                 }
             }
             Ok(still_racing())
@@ -314,23 +480,20 @@ impl IdempotencyStore for PgIdempotencyStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.check_size(response)?;
-            let result = complete_query(lease, response)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            owned(result.rows_affected())
+            owned(
+                self.bounded(complete_query(lease, response))
+                    .await
+                    .map_err(unavailable)?,
+            )
         })
     }
 
     fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let result = sqlx::query(RELEASE)
+            let statement = sqlx::query(RELEASE)
                 .bind(&lease.key.as_bytes()[..])
-                .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            owned(result.rows_affected())
+                .bind(i64::try_from(lease.token).unwrap_or(i64::MAX));
+            owned(self.bounded(statement).await.map_err(unavailable)?)
         })
     }
 
@@ -338,27 +501,28 @@ impl IdempotencyStore for PgIdempotencyStore {
         &'a self,
         lease: &'a Lease,
         by: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<Duration, StoreError>> {
         Box::pin(async move {
-            let result = sqlx::query(EXTEND)
+            let statement = sqlx::query(EXTEND)
                 .bind(&lease.key.as_bytes()[..])
                 .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
-                .bind(millis(by))
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            owned(result.rows_affected())
+                .bind(millis(by));
+            let row = self.bounded(statement).await.map_err(unavailable)?;
+            let row = row.ok_or(StoreError::LeaseLost)?;
+            let ms: i64 = row.try_get(0).map_err(unavailable)?;
+            Ok(from_millis(ms))
         })
     }
 
     fn reap(&self, batch: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let result = sqlx::query(REAP)
-                .bind(i64::try_from(batch).unwrap_or(i64::MAX))
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(result.rows_affected())
+            let statement = sqlx::query(REAP).bind(i64::try_from(batch).unwrap_or(i64::MAX));
+            let row = self.bounded(statement).await.map_err(unavailable)?;
+            let reaped: i64 = match row {
+                Some(row) => row.try_get(0).map_err(unavailable)?,
+                None => 0,
+            };
+            Ok(u64::try_from(reaped).unwrap_or(0))
         })
     }
 }

@@ -33,6 +33,10 @@ pub struct Lease {
     pub token: u64,
     /// 1 for the first execution, 2 after one takeover, ...
     pub attempt: u32,
+    /// How long the lease had left when the store granted it, by the
+    /// store's clock at that moment: trust it until the time the claim was
+    /// sent plus this, minus a safety margin.
+    pub granted: Duration,
 }
 
 /// A stored response: status, allow-listed headers and body, replayed byte
@@ -131,8 +135,9 @@ pub enum StoreError {
 ///   is in flight; a different fingerprint is a mismatch (checked first).
 /// - `complete`, `release` and `extend` act only if the token still owns an
 ///   in-progress claim, else [`StoreError::LeaseLost`] and nothing changes.
-/// - Expiry is judged by the store's clock (the database's `now()` for
-///   PostgreSQL), never by a client's.
+/// - Expiry is judged by the store's clock at the moment of each operation
+///   (the database's `clock_timestamp()` for PostgreSQL), never by a
+///   client's.
 pub trait IdempotencyStore: Send + Sync {
     /// Claims `request.key`.
     fn claim(&self, request: ClaimRequest) -> BoxFuture<'_, Result<Claim, StoreError>>;
@@ -148,12 +153,13 @@ pub trait IdempotencyStore: Send + Sync {
     /// failed in a retryable way).
     fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Renews the lease for `by` from now.
+    /// Renews the lease for `by` from now; answers how long it now has
+    /// left, by the store's clock.
     fn extend<'a>(
         &'a self,
         lease: &'a Lease,
         by: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> BoxFuture<'a, Result<Duration, StoreError>>;
 
     /// Deletes up to `batch` records past their retention (never a claim
     /// whose lease is live); returns how many went.

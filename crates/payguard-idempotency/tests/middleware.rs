@@ -473,7 +473,8 @@ impl IdempotencyStore for DownStore {
         &'a self,
         _: &'a payguard_idempotency::Lease,
         _: Duration,
-    ) -> payguard_idempotency::BoxFuture<'a, Result<(), payguard_idempotency::StoreError>> {
+    ) -> payguard_idempotency::BoxFuture<'a, Result<Duration, payguard_idempotency::StoreError>>
+    {
         unreachable!("never claimed")
     }
     fn reap(

@@ -6,10 +6,7 @@
 use payguard_redact::Redactor;
 use serde_json::Value;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/corpus/redaction.json"
-);
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/redaction.json");
 
 struct Case {
     input: String,

@@ -10,10 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `tests/vectors/webhooks.json`: copied from the project's research data;
 /// each vector keeps its `source`.
-pub(crate) const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/vectors/webhooks.json"
-);
+pub(crate) const VECTORS: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/webhooks.json");
 
 pub(crate) struct Vector {
     pub(crate) id: String,
