@@ -199,6 +199,7 @@ async fn requests(
 fn pgbench_script(replay: bool) -> String {
     let begin = payguard_core::SqlTimeouts::default()
         .begin_sql()
+        .unwrap_or_default()
         .replace("; ", " \\; ");
     let bounded = |statement: &str| format!("{begin};\n{statement}\nCOMMIT;\n");
     let key = if replay {

@@ -20,6 +20,7 @@
 
 #![allow(clippy::disallowed_methods)] // benches time themselves
 
+use payguard_core::SqlTimeouts;
 use payguard_lock::{
     Acquisition, Attempt, Grant, LeaseTerms, LockGuard, LockOptions, LockStrategy, Locker, Owner,
     PgLeaseLock, ProcessId, Redlock,
@@ -59,6 +60,11 @@ trait Strategy: Send + Sync {
     /// Whether the protected write checks the holder's token.
     fn fenced(&self) -> bool;
     fn acquire<'a>(&'a self, key: &'a str) -> Fut<'a, Option<Held>>;
+    /// How a contender that wants the lock gets it: by default it asks
+    /// again at once (the fastest a strategy without a waiting API can go).
+    fn acquire_waiting<'a>(&'a self, key: &'a str, _until: Instant) -> Fut<'a, Option<Held>> {
+        self.acquire(key)
+    }
     fn release(&self, held: Held) -> Fut<'_, ()>;
     /// The write the lock protects; `true` if the database accepted it.
     fn write<'a>(&'a self, held: &'a mut Held) -> Fut<'a, bool>;
@@ -290,6 +296,11 @@ impl Strategy for DbClockLease {
 struct Ours {
     pool: PgPool,
     locker: Locker,
+    /// Contenders wait with `Locker::lock` (woken by release notices)
+    /// instead of asking again at once.
+    waits: bool,
+    /// The database sets the statement bounds; statements go alone.
+    inherited: bool,
 }
 
 fn ours_options() -> LockOptions {
@@ -298,7 +309,11 @@ fn ours_options() -> LockOptions {
 
 impl Strategy for Ours {
     fn name(&self) -> &'static str {
-        "payguard lease (ours)"
+        match (self.waits, self.inherited) {
+            (true, false) => "payguard lease (ours)",
+            (true, true) => "payguard lease (ours, inherited bounds)",
+            (false, _) => "payguard lease (ours, spinning)",
+        }
     }
     fn fenced(&self) -> bool {
         true
@@ -314,6 +329,24 @@ impl Strategy for Ours {
                 }),
                 Acquisition::Busy(_) => None,
             })
+        })
+    }
+    fn acquire_waiting<'a>(&'a self, key: &'a str, until: Instant) -> Fut<'a, Option<Held>> {
+        if !self.waits {
+            return self.acquire(key);
+        }
+        Box::pin(async move {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.locker.lock(key, &ours_options(), left).await {
+                Ok(guard) => Ok(Some(Held {
+                    key: key.to_owned(),
+                    token: guard.token().as_i64(),
+                    guard: Some(guard),
+                    ..Held::default()
+                })),
+                Err(payguard_lock::LockError::Timeout { .. }) => Ok(None),
+                Err(error) => Err(error.into()),
+            }
         })
     }
     fn release(&self, mut held: Held) -> Fut<'_, ()> {
@@ -512,7 +545,7 @@ impl Strategy for RedlockStrategy {
     }
 }
 
-const STRATEGIES: [&str; 10] = [
+const STRATEGIES: [&str; 12] = [
     "advisory session",
     "advisory xact",
     "FOR UPDATE NOWAIT",
@@ -520,6 +553,8 @@ const STRATEGIES: [&str; 10] = [
     "client-clock lease",
     "DB-clock lease (ShedLock)",
     "payguard lease (ours)",
+    "payguard lease (ours, spinning)",
+    "payguard lease (ours, inherited bounds)",
     "optimistic version",
     "Redis SET NX",
     "Redlock (3 servers)",
@@ -559,10 +594,22 @@ async fn build(name: &str, places: &Places, connections: u32) -> Result<Arc<dyn 
         ),
         "client-clock lease" => Arc::new(ClientClockLease(pool)),
         "DB-clock lease (ShedLock)" => Arc::new(DbClockLease(pool)),
-        "payguard lease (ours)" => Arc::new(Ours {
-            locker: Locker::new(Arc::new(PgLeaseLock::new(pool.clone()))),
-            pool,
-        }),
+        "payguard lease (ours)"
+        | "payguard lease (ours, spinning)"
+        | "payguard lease (ours, inherited bounds)" => {
+            let inherited = name.contains("inherited");
+            let timeouts = if inherited {
+                SqlTimeouts::default().inherited()
+            } else {
+                SqlTimeouts::default()
+            };
+            Arc::new(Ours {
+                locker: Locker::new(Arc::new(PgLeaseLock::new(pool.clone()).timeouts(timeouts))),
+                pool,
+                waits: !name.contains("spinning"),
+                inherited,
+            })
+        }
         "optimistic version" => Arc::new(Optimistic(pool)),
         "Redis SET NX" => {
             let client = redis::Client::open(places.redis.as_str())?;
@@ -624,7 +671,7 @@ async fn throughput(
                     } else {
                         format!("k{}", rand::random_range(0..keys))
                     };
-                    match strategy.acquire(&key).await {
+                    match strategy.acquire_waiting(&key, deadline).await {
                         Ok(Some(held)) => {
                             if strategy.release(held).await.is_ok() {
                                 wins += 1;
@@ -892,6 +939,12 @@ async fn start_redis_servers(count: usize) -> Result<(RedisServers, Vec<String>)
 async fn setup(pool: &PgPool) -> Result<(), Error> {
     PgLeaseLock::new(pool.clone()).migrate().await?;
     for statement in [
+        // The bounds "ours, inherited bounds" relies on, for every new
+        // connection to the bench's database (the same for all rows).
+        "DO $$ BEGIN
+            EXECUTE format('ALTER DATABASE %I SET lock_timeout = %L', current_database(), '1s');
+            EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', current_database(), '5s');
+         END $$",
         "CREATE TABLE bench_rows (name text PRIMARY KEY)",
         "INSERT INTO bench_rows SELECT 'k' || i FROM generate_series(0, 999) i
          UNION ALL SELECT unnest(ARRAY['hot', 'latency', 'recovery', 'pause-0', 'pause-1', 'pause-2'])",

@@ -17,9 +17,14 @@ use std::time::Duration;
 /// [`client_deadline`](Self::client_deadline), for when the server or the
 /// network stops answering altogether.
 ///
+/// Opening that transaction costs two round trips more than the statement
+/// alone. Where the role or database already sets both bounds (`ALTER ROLE
+/// app SET lock_timeout = '1s'; ALTER ROLE app SET statement_timeout =
+/// '5s'`), [`inherited`](Self::inherited) sends each statement alone.
+///
 /// # Default
 ///
-/// `lock_timeout` 1 s, `statement_timeout` 5 s.
+/// `lock_timeout` 1 s, `statement_timeout` 5 s, set per transaction.
 ///
 /// ```
 /// use payguard_core::SqlTimeouts;
@@ -27,14 +32,16 @@ use std::time::Duration;
 ///
 /// let timeouts = SqlTimeouts::default().lock_timeout(Duration::from_millis(250));
 /// assert_eq!(
-///     timeouts.begin_sql(),
-///     "BEGIN; SET LOCAL lock_timeout = 250; SET LOCAL statement_timeout = 5000"
+///     timeouts.begin_sql().as_deref(),
+///     Some("BEGIN; SET LOCAL lock_timeout = 250; SET LOCAL statement_timeout = 5000")
 /// );
+/// assert_eq!(timeouts.inherited().begin_sql(), None);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SqlTimeouts {
     lock: Duration,
     statement: Duration,
+    inherited: bool,
 }
 
 impl Default for SqlTimeouts {
@@ -42,6 +49,7 @@ impl Default for SqlTimeouts {
         Self {
             lock: Duration::from_secs(1),
             statement: Duration::from_secs(5),
+            inherited: false,
         }
     }
 }
@@ -60,6 +68,17 @@ impl SqlTimeouts {
     #[must_use]
     pub const fn statement_timeout(mut self, run: Duration) -> Self {
         self.statement = run;
+        self
+    }
+
+    /// The server already bounds every statement (the role's or the
+    /// database's `lock_timeout` and `statement_timeout`): statements are
+    /// sent alone, without a transaction around them, and the durations
+    /// here only set the [`client_deadline`](Self::client_deadline) and the
+    /// bounds `payguard` sets inside your own transactions.
+    #[must_use]
+    pub const fn inherited(mut self) -> Self {
+        self.inherited = true;
         self
     }
 
@@ -82,13 +101,16 @@ impl SqlTimeouts {
     }
 
     /// `BEGIN` and the two `SET LOCAL`s, in milliseconds, as one simple
-    /// query: the opening of a bounded transaction in one round trip.
-    pub fn begin_sql(&self) -> String {
-        format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-            millis(self.lock),
-            millis(self.statement)
-        )
+    /// query: the opening of a bounded transaction in one round trip;
+    /// `None` when the bounds are [`inherited`](Self::inherited).
+    pub fn begin_sql(&self) -> Option<String> {
+        (!self.inherited).then(|| {
+            format!(
+                "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+                millis(self.lock),
+                millis(self.statement)
+            )
+        })
     }
 
     /// Whether a PostgreSQL SQLSTATE says a bound was hit or the statement
@@ -117,8 +139,8 @@ mod tests {
             .lock_timeout(Duration::ZERO)
             .statement_timeout(Duration::from_micros(10));
         assert_eq!(
-            timeouts.begin_sql(),
-            "BEGIN; SET LOCAL lock_timeout = 1; SET LOCAL statement_timeout = 1"
+            timeouts.begin_sql().as_deref(),
+            Some("BEGIN; SET LOCAL lock_timeout = 1; SET LOCAL statement_timeout = 1")
         );
         assert_eq!(
             SqlTimeouts::default().client_deadline(),

@@ -8,7 +8,6 @@ use crate::store::{
 use payguard_core::SqlTimeouts;
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema migrations (`payguard_idempotency` table and owner-token
@@ -51,7 +50,7 @@ pub struct PgIdempotencyStore {
     pool: PgPool,
     max_response_bytes: usize,
     timeouts: SqlTimeouts,
-    begin: Arc<str>,
+    prepared: bool,
 }
 
 // `existing` reads the row from the statement's snapshot; a live record is
@@ -214,7 +213,7 @@ impl PgIdempotencyStore {
             pool,
             max_response_bytes: 256 << 10,
             timeouts: SqlTimeouts::default(),
-            begin: SqlTimeouts::default().begin_sql().into(),
+            prepared: true,
         }
     }
 
@@ -228,8 +227,18 @@ impl PgIdempotencyStore {
     /// Runs every operation under these bounds instead.
     #[must_use]
     pub fn timeouts(mut self, timeouts: SqlTimeouts) -> Self {
-        self.begin = timeouts.begin_sql().into();
         self.timeouts = timeouts;
+        self
+    }
+
+    /// Whether statements are prepared once per connection and reused
+    /// (default `true`). Turn it off behind a pooler that cannot keep
+    /// prepared statements across transactions (PgBouncer before 1.21 in
+    /// transaction mode): each statement is then parsed anew, unnamed,
+    /// inside its transaction, which costs a round trip and a plan more.
+    #[must_use]
+    pub fn prepared_statements(mut self, prepared: bool) -> Self {
+        self.prepared = prepared;
         self
     }
 
@@ -275,6 +284,7 @@ impl PgIdempotencyStore {
         request: ClaimRequest,
     ) -> Result<Claim, StoreError> {
         let previous: (String, String) = sqlx::query_as(BOUND_IN)
+            .persistent(self.prepared)
             .bind(format!("{}ms", self.timeouts.lock().as_millis()))
             .bind(format!("{}ms", self.timeouts.statement().as_millis()))
             .fetch_one(&mut *connection)
@@ -282,7 +292,11 @@ impl PgIdempotencyStore {
             .map_err(unavailable)?;
         let mut answer = Ok(still_racing());
         for _ in 0..CLAIM_TRIES {
-            match claim_query(&request).fetch_optional(&mut *connection).await {
+            match claim_query(&request)
+                .persistent(self.prepared)
+                .fetch_optional(&mut *connection)
+                .await
+            {
                 Ok(Some(row)) => {
                     answer = decide(&request, &row);
                     break;
@@ -293,6 +307,7 @@ impl PgIdempotencyStore {
             }
         }
         sqlx::query(RESTORE_IN)
+            .persistent(self.prepared)
             .bind(previous.0)
             .bind(previous.1)
             .execute(&mut *connection)
@@ -318,6 +333,7 @@ impl PgIdempotencyStore {
         lease: &Lease,
     ) -> Result<(), StoreError> {
         let held = sqlx::query(FENCE)
+            .persistent(self.prepared)
             .bind(&lease.key.as_bytes()[..])
             .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
             .fetch_optional(connection)
@@ -351,6 +367,7 @@ impl PgIdempotencyStore {
     ) -> Result<(), StoreError> {
         self.check_size(response)?;
         let row = complete_query(lease, response)
+            .persistent(self.prepared)
             .fetch_optional(connection)
             .await
             .map_err(unavailable)?;
@@ -367,14 +384,22 @@ impl PgIdempotencyStore {
         Ok(())
     }
 
-    /// Runs `statement` in a transaction bounded by the timeouts, and
-    /// gives up on the client side after their deadline.
+    /// Runs `statement` under the timeouts (in a transaction that sets
+    /// them, unless they are inherited) and gives up on the client side
+    /// after their deadline.
     async fn bounded(&self, statement: PgQuery<'_>) -> Result<Option<PgRow>, sqlx::Error> {
+        let statement = statement.persistent(self.prepared);
+        let begin = match self.timeouts.begin_sql() {
+            Some(begin) => Some(begin),
+            // Unnamed statements need their transaction behind a pooler.
+            None if !self.prepared => Some("BEGIN".to_owned()),
+            None => None,
+        };
         let work = async {
-            let mut tx = self
-                .pool
-                .begin_with(AssertSqlSafe(Arc::clone(&self.begin)))
-                .await?;
+            let Some(begin) = begin else {
+                return statement.fetch_optional(&self.pool).await;
+            };
+            let mut tx = self.pool.begin_with(AssertSqlSafe(begin)).await?;
             let row = statement.fetch_optional(&mut *tx).await?;
             tx.commit().await?;
             Ok(row)

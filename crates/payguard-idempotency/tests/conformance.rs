@@ -24,3 +24,13 @@ async fn postgres_store_conforms() {
     store.migrate().await.expect("migrate again");
     conformance::run(&store, &RealTime).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms_with_unprepared_statements_and_inherited_bounds() {
+    let db = TestDb::with_max_connections(20).await;
+    let store = PgIdempotencyStore::new(db.pool().clone())
+        .prepared_statements(false)
+        .timeouts(payguard_core::SqlTimeouts::default().inherited());
+    store.migrate().await.expect("migrate");
+    conformance::run(&store, &RealTime).await;
+}

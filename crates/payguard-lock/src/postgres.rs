@@ -47,7 +47,7 @@ pub struct PgLeaseLock {
     pool: PgPool,
     host: Option<String>,
     timeouts: SqlTimeouts,
-    begin: Arc<str>,
+    prepared: bool,
     notices: Arc<Notices>,
 }
 
@@ -199,7 +199,7 @@ impl PgLeaseLock {
             pool,
             host: host_name(),
             timeouts: SqlTimeouts::default(),
-            begin: SqlTimeouts::default().begin_sql().into(),
+            prepared: true,
             notices: Arc::default(),
         }
     }
@@ -207,8 +207,18 @@ impl PgLeaseLock {
     /// Runs every operation under these bounds instead.
     #[must_use]
     pub fn timeouts(mut self, timeouts: SqlTimeouts) -> Self {
-        self.begin = timeouts.begin_sql().into();
         self.timeouts = timeouts;
+        self
+    }
+
+    /// Whether statements are prepared once per connection and reused
+    /// (default `true`). Turn it off behind a pooler that cannot keep
+    /// prepared statements across transactions (PgBouncer before 1.21 in
+    /// transaction mode): each statement is then parsed anew, unnamed,
+    /// inside its transaction, which costs a round trip and a plan more.
+    #[must_use]
+    pub fn prepared_statements(mut self, prepared: bool) -> Self {
+        self.prepared = prepared;
         self
     }
 
@@ -230,20 +240,25 @@ impl PgLeaseLock {
         &self.pool
     }
 
-    /// Runs `statement` in a transaction bounded by the timeouts, and
-    /// gives up on the client side after their deadline.
-    async fn bounded<'q>(
-        &self,
-        statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Option<PgRow>, sqlx::Error> {
+    /// Runs `statement` under the timeouts (in a transaction that sets
+    /// them, unless they are inherited) and gives up on the client side
+    /// after their deadline.
+    async fn bounded(&self, statement: PgQuery<'_>) -> Result<Vec<PgRow>, sqlx::Error> {
+        let statement = statement.persistent(self.prepared);
+        let begin = match self.timeouts.begin_sql() {
+            Some(begin) => Some(begin),
+            // Unnamed statements need their transaction behind a pooler.
+            None if !self.prepared => Some("BEGIN".to_owned()),
+            None => None,
+        };
         let work = async {
-            let mut tx = self
-                .pool
-                .begin_with(AssertSqlSafe(Arc::clone(&self.begin)))
-                .await?;
-            let row = statement.fetch_optional(&mut *tx).await?;
+            let Some(begin) = begin else {
+                return statement.fetch_all(&self.pool).await;
+            };
+            let mut tx = self.pool.begin_with(AssertSqlSafe(begin)).await?;
+            let rows = statement.fetch_all(&mut *tx).await?;
             tx.commit().await?;
-            Ok(row)
+            Ok(rows)
         };
         let deadline = self.timeouts.client_deadline();
         tokio::time::timeout(deadline, work)
@@ -251,6 +266,8 @@ impl PgLeaseLock {
             .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::Error::other(NoAnswer(deadline)))))
     }
 }
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 impl LockStrategy for PgLeaseLock {
     fn kind(&self) -> &'static str {
@@ -283,7 +300,11 @@ impl LockStrategy for PgLeaseLock {
                     ..LockInfo::default()
                 })
             };
-            let row = match self.bounded(statement).await {
+            let row = match self
+                .bounded(statement)
+                .await
+                .map(|rows| rows.into_iter().next())
+            {
                 Ok(Some(row)) => row,
                 Ok(None) => return Ok(busy()),
                 Err(error) if contended(&error) => return Ok(busy()),
@@ -313,8 +334,8 @@ impl LockStrategy for PgLeaseLock {
                 .bind(grant.owner.as_str())
                 .bind(grant.token.as_i64())
                 .bind(millis(terms.ttl));
-            let row = self.bounded(statement).await.map_err(unavailable)?;
-            let row = row.ok_or_else(|| LockError::lost(&grant.name))?;
+            let rows = self.bounded(statement).await.map_err(unavailable)?;
+            let row = rows.first().ok_or_else(|| LockError::lost(&grant.name))?;
             let ms: i64 = row.try_get(0).map_err(unavailable)?;
             Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
         })
@@ -331,10 +352,15 @@ impl LockStrategy for PgLeaseLock {
                 .bind(grant.owner.as_str())
                 .bind(grant.token.as_i64())
                 .bind(millis(terms.at_least));
-            match self.bounded(statement).await.map_err(unavailable)? {
-                Some(_) => Ok(()),
-                None => Err(LockError::lost(&grant.name)),
+            if self
+                .bounded(statement)
+                .await
+                .map_err(unavailable)?
+                .is_empty()
+            {
+                return Err(LockError::lost(&grant.name));
             }
+            Ok(())
         })
     }
 
@@ -343,19 +369,9 @@ impl LockStrategy for PgLeaseLock {
         name: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<LockInfo>, LockError>> {
         Box::pin(async move {
-            let work = async {
-                let mut tx = self
-                    .pool
-                    .begin_with(AssertSqlSafe(Arc::clone(&self.begin)))
-                    .await?;
-                let rows = sqlx::query(LOCKS).bind(name).fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(rows)
-            };
-            let deadline = self.timeouts.client_deadline();
-            let rows = tokio::time::timeout(deadline, work)
+            let rows = self
+                .bounded(sqlx::query(LOCKS).bind(name))
                 .await
-                .map_err(|_| LockError::unavailable(NoAnswer(deadline)))?
                 .map_err(unavailable)?;
             rows.iter()
                 .map(|row| info(row.try_get("name").map_err(unavailable)?, row))
@@ -499,6 +515,7 @@ impl Fence {
     /// back too (the lease could not be confirmed).
     pub async fn check(&self, connection: &mut PgConnection) -> Result<(), LockError> {
         let held = sqlx::query(CHECK)
+            .persistent(false)
             .bind(&self.name)
             .bind(self.owner.as_str())
             .bind(self.token.as_i64())
@@ -528,6 +545,7 @@ impl Fence {
         let reference = intent_reference(&self.name, self.token, item);
         for _ in 0..3 {
             let recorded: Option<String> = sqlx::query_scalar(INTENT)
+                .persistent(false)
                 .bind(&self.name)
                 .bind(item)
                 .bind(&reference)
@@ -562,6 +580,7 @@ impl Fence {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64());
         let result = sqlx::query(SLOT)
+            .persistent(false)
             .bind(&self.name)
             .bind(seconds)
             .bind(self.token.as_i64())

@@ -45,6 +45,16 @@ async fn postgres_lease_conforms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lease_conforms_with_unprepared_statements_and_inherited_bounds() {
+    let db = TestDb::with_max_connections(25).await;
+    let strategy = PgLeaseLock::new(db.pool().clone())
+        .prepared_statements(false)
+        .timeouts(payguard_core::SqlTimeouts::default().inherited());
+    strategy.migrate().await.expect("migrate");
+    conformance::run(&strategy, Some(&RealTime)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_advisory_conforms() {
     let db = TestDb::new().await;
     let options = sqlx::postgres::PgConnectOptions::from_str(db.url()).expect("url");

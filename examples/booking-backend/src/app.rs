@@ -20,8 +20,8 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use payguard_idempotency::{
-    Claim, ClaimRequest, Fingerprint, IdempotencyLayer, IdempotencyStore, MemoryStore,
-    PgIdempotencyStore, ScopeKey, StoredResponse,
+    Claim, ClaimRequest, Fingerprint, IdempotencyClaim, IdempotencyLayer, IdempotencyStore,
+    MemoryStore, PgIdempotencyStore, ScopeKey, StoredResponse,
 };
 use payguard_lock::{Locker, MemoryLock, PgLeaseLock};
 use payguard_webhook::{Provider, Verifier};
@@ -75,6 +75,9 @@ pub struct App {
     /// Job locks.
     pub locker: Locker,
     idempotency: Arc<dyn IdempotencyStore>,
+    /// The same store when it is PostgreSQL, for answers stored in the
+    /// handler's own transaction.
+    pg_idempotency: Option<PgIdempotencyStore>,
     paystack: Verifier,
     flutterwave: Verifier,
 }
@@ -111,39 +114,50 @@ impl App {
             .map_err(config)?;
         let gateways = Gateways::new(settings.gateways.clone()).map_err(StartError::Config)?;
         let database = |error: &dyn std::fmt::Display| StartError::Database(error.to_string());
-        let (store, idempotency, locker): (Store, Arc<dyn IdempotencyStore>, Locker) =
-            match &settings.database_url {
-                None => (
-                    Store::memory(),
-                    Arc::new(MemoryStore::new()),
-                    Locker::new(Arc::new(MemoryLock::new())),
-                ),
-                Some(url) => {
-                    let pool = sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(10)
-                        .acquire_timeout(Duration::from_secs(3))
-                        .connect(url)
-                        .await
-                        .map_err(|error| database(&error))?;
-                    let idempotency = PgIdempotencyStore::new(pool.clone());
-                    idempotency
-                        .migrate()
-                        .await
-                        .map_err(|error| database(&error))?;
-                    let lease = PgLeaseLock::new(pool.clone());
-                    lease.migrate().await.map_err(|error| database(&error))?;
-                    let store = Store::postgres(pool)
-                        .await
-                        .map_err(|error| database(&error))?;
-                    (store, Arc::new(idempotency), Locker::new(Arc::new(lease)))
-                }
-            };
+        let (store, idempotency, pg_idempotency, locker): (
+            Store,
+            Arc<dyn IdempotencyStore>,
+            Option<PgIdempotencyStore>,
+            Locker,
+        ) = match &settings.database_url {
+            None => (
+                Store::memory(),
+                Arc::new(MemoryStore::new()),
+                None,
+                Locker::new(Arc::new(MemoryLock::new())),
+            ),
+            Some(url) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(3))
+                    .connect(url)
+                    .await
+                    .map_err(|error| database(&error))?;
+                let idempotency = PgIdempotencyStore::new(pool.clone());
+                idempotency
+                    .migrate()
+                    .await
+                    .map_err(|error| database(&error))?;
+                let lease = PgLeaseLock::new(pool.clone());
+                lease.migrate().await.map_err(|error| database(&error))?;
+                let store = Store::postgres(pool)
+                    .await
+                    .map_err(|error| database(&error))?;
+                (
+                    store,
+                    Arc::new(idempotency.clone()),
+                    Some(idempotency),
+                    Locker::new(Arc::new(lease)),
+                )
+            }
+        };
         Ok(Arc::new(Self {
             store,
             gateways,
             settings,
             locker,
             idempotency,
+            pg_idempotency,
             paystack,
             flutterwave,
         }))
@@ -343,6 +357,7 @@ struct CreateBooking {
 async fn create_booking(
     State(app): State<Arc<App>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    claim: Option<Extension<IdempotencyClaim>>,
     body: Bytes,
 ) -> Response {
     let request: CreateBooking = match json_body(&body) {
@@ -470,8 +485,20 @@ async fn create_booking(
         reference: checkout.reference,
         authorization_url: checkout.authorization_url,
     };
-    match app.store.attach_payment(&booking.id, &payment).await {
-        Ok(Some(booking)) => (StatusCode::CREATED, axum::Json(booking)).into_response(),
+    let attached = match (app.store.pool(), &app.pg_idempotency, claim) {
+        (Some(pool), Some(idempotency), Some(Extension(claim))) => {
+            attach_and_answer(pool, idempotency, &claim, &booking.id, &payment).await
+        }
+        _ => match app.store.attach_payment(&booking.id, &payment).await {
+            Ok(Some(booking)) => Ok(Some(
+                (StatusCode::CREATED, axum::Json(booking)).into_response(),
+            )),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        },
+    };
+    match attached {
+        Ok(Some(response)) => response,
         Ok(None) => problem(
             StatusCode::NOT_FOUND,
             "booking_not_found",
@@ -479,10 +506,45 @@ async fn create_booking(
         ),
         Err(error) => {
             // Free the dates: the retry places a new hold.
-            let _ = app.store.release_hold(&booking.id).await;
-            internal(&error)
+            if let Err(release) = app.store.release_hold(&booking.id).await {
+                tracing::error!(booking = %booking.id, error = %release, "could not release the hold; it expires on its own");
+            }
+            tracing::error!(booking = %booking.id, %error, "the booking could not be completed");
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the booking could not be saved; retry with the same Idempotency-Key",
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
         }
     }
+}
+
+/// Attaches the payment and stores the request's answer in one
+/// transaction: a crash or a failed completion can never leave a booking
+/// whose retry books again. A claim that was taken over meanwhile rolls
+/// the attachment back.
+async fn attach_and_answer(
+    pool: &sqlx::PgPool,
+    idempotency: &PgIdempotencyStore,
+    claim: &IdempotencyClaim,
+    id: &str,
+    payment: &Payment,
+) -> Result<Option<Response>, StoreError> {
+    crate::store::retry_conflicts(|| async {
+        let mut tx = pool.begin().await?;
+        let Some(booking) = Store::attach_payment_in(&mut tx, id, payment).await? else {
+            return Ok(None);
+        };
+        let response = (StatusCode::CREATED, axum::Json(booking)).into_response();
+        let response = claim.complete_in(idempotency, &mut tx, response).await?;
+        tx.commit().await?;
+        Ok(Some(response))
+    })
+    .await
 }
 
 async fn get_booking(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
@@ -550,24 +612,29 @@ async fn cancel_booking(
     axum::Json(booking).into_response()
 }
 
+/// How long a refund claim lets its holder alone call the gateway: longer
+/// than any refund call with its retries.
+const REFUND_CLAIM: Duration = Duration::from_secs(120);
+
 /// Refunds a booking's charge through the gateway that took it.
 async fn refund(app: &App, booking: &Booking, request_id: &str) -> Result<(), Response> {
     let Some(payment) = &booking.payment else {
         return Ok(());
     };
-    if booking
-        .refund_status
-        .as_deref()
-        .is_some_and(|status| status != "requested")
-    {
-        return Ok(()); // already with the gateway
-    }
-    // Claimed first, so a crash or a failure here leaves a trace that the
-    // reconciliation job retries (checking the gateway before sending).
-    app.store
-        .set_refund(&booking.id, "requested")
+    // Claimed first: only the winner of the claim calls the gateway (two
+    // cancellations, or a cancellation and an orphaned payment, never send
+    // two refunds), and a crash or a failure leaves a `requested` refund
+    // that a retry or the reconciliation job sends once the claim lapses,
+    // checking the gateway first.
+    let claim = crate::domain::new_id("rc");
+    let won = app
+        .store
+        .claim_refund(&booking.id, &claim, REFUND_CLAIM)
         .await
         .map_err(|error| internal(&error))?;
+    if !won {
+        return Ok(()); // being sent by someone else, or already with the gateway
+    }
     match app
         .gateways
         .refund(payment.gateway, &payment.reference, request_id)
@@ -576,12 +643,15 @@ async fn refund(app: &App, booking: &Booking, request_id: &str) -> Result<(), Re
         Ok(()) => {
             metrics::counter!("booking_refunds_total").increment(1);
             app.store
-                .set_refund(&booking.id, "pending")
+                .refund_sent(&booking.id, &claim)
                 .await
                 .map(|_| ())
                 .map_err(|error| internal(&error))
         }
         Err(error) => {
+            if let Err(store) = app.store.release_refund_claim(&booking.id, &claim).await {
+                tracing::warn!(booking = %booking.id, error = %store, "could not free the refund claim; it lapses by itself");
+            }
             tracing::error!(booking = %booking.id, %error, "refund failed; the cancellation can be retried");
             let mut response = problem(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -6,7 +6,7 @@ use crate::domain::{
 };
 use payguard_lock::Fence;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,6 +27,11 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The request's answer could not be stored with its write (its
+    /// idempotency claim was lost, or the store failed); nothing was
+    /// written.
+    #[error("the answer could not be stored: {0}")]
+    Answer(#[from] payguard_idempotency::StoreError),
 }
 
 /// A hold to place.
@@ -94,6 +99,8 @@ pub struct Memory {
     listings: HashMap<String, Listing>,
     bookings: HashMap<String, Booking>,
     inbox: HashMap<(String, String), (String, u32)>,
+    /// Booking id to the live refund claim and when it lapses.
+    refund_claims: HashMap<String, (String, OffsetDateTime)>,
 }
 
 fn live(status: BookingStatus) -> bool {
@@ -461,30 +468,54 @@ impl Store {
             }
             Self::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let listing: Option<String> =
-                    sqlx::query_scalar("SELECT listing_id FROM bookings WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let Some(listing) = listing else {
-                    return Ok(None);
-                };
-                lock_listing(&mut tx, &listing).await?;
-                let row = sqlx::query(concat!(
-                    "UPDATE bookings SET gateway = $2, payment_reference = $3, authorization_url = $4, updated_at = now()
-                      WHERE id = $1 RETURNING ",
-                    booking_columns!(),
-                    ""
-                ))
+                let attached = Self::attach_payment_in(&mut tx, id, payment).await?;
+                tx.commit().await?;
+                Ok(attached)
+            }
+        }
+    }
+
+    /// [`attach_payment`](Self::attach_payment) inside the caller's
+    /// PostgreSQL transaction, so that something else (the request's stored
+    /// answer) commits with it.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn attach_payment_in(
+        tx: &mut PgConnection,
+        id: &str,
+        payment: &Payment,
+    ) -> Result<Option<Booking>, StoreError> {
+        let listing: Option<String> =
+            sqlx::query_scalar("SELECT listing_id FROM bookings WHERE id = $1")
                 .bind(id)
-                .bind(payment.gateway.as_str())
-                .bind(&payment.reference)
-                .bind(&payment.authorization_url)
                 .fetch_optional(&mut *tx)
                 .await?;
-                tx.commit().await?;
-                Ok(row.as_ref().map(booking).transpose()?)
-            }
+        let Some(listing) = listing else {
+            return Ok(None);
+        };
+        lock_listing(&mut *tx, &listing).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE bookings SET gateway = $2, payment_reference = $3, authorization_url = $4, updated_at = now()
+              WHERE id = $1 RETURNING ",
+            booking_columns!(),
+            ""
+        ))
+        .bind(id)
+        .bind(payment.gateway.as_str())
+        .bind(&payment.reference)
+        .bind(&payment.authorization_url)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(row.as_ref().map(booking).transpose()?)
+    }
+
+    /// The pool, when the store is PostgreSQL.
+    pub fn pool(&self) -> Option<&PgPool> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Postgres(pool) => Some(pool),
         }
     }
 
@@ -746,6 +777,126 @@ impl Store {
                     Cancellation::Cancelled(cancelled)
                 }))
             }
+        }
+    }
+
+    /// Takes the right to send `id`'s refund for `lease`: its refund
+    /// becomes `requested` (from none), or stays `requested` when nobody
+    /// else holds a live claim. Only the winner calls the gateway; `false`
+    /// means someone else is sending it, or it is already with the gateway.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn claim_refund(
+        &self,
+        id: &str,
+        claim: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                let now = now();
+                let Memory {
+                    bookings,
+                    refund_claims,
+                    ..
+                } = &mut *state;
+                let Some(booking) = bookings.get_mut(id) else {
+                    return Ok(false);
+                };
+                let free = match booking.refund_status.as_deref() {
+                    None => true,
+                    Some("requested") => refund_claims
+                        .get(id)
+                        .is_none_or(|(_, until)| *until <= now),
+                    Some(_) => false,
+                };
+                if free {
+                    booking.refund_status = Some("requested".to_owned());
+                    refund_claims.insert(id.to_owned(), (claim.to_owned(), now + lease));
+                }
+                Ok(free)
+            }
+            Self::Postgres(pool) => Ok(sqlx::query(
+                "UPDATE bookings SET refund_status = 'requested', refund_claim = $2,
+                        refund_claimed_until = clock_timestamp() + make_interval(secs => $3::float8),
+                        updated_at = now()
+                  WHERE id = $1
+                    AND (refund_status IS NULL
+                         OR (refund_status = 'requested'
+                             AND (refund_claimed_until IS NULL OR refund_claimed_until <= clock_timestamp())))",
+            )
+            .bind(id)
+            .bind(claim)
+            .bind(lease.as_secs_f64())
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1),
+        }
+    }
+
+    /// The gateway took the refund sent under `claim`: it is `pending`.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn refund_sent(&self, id: &str, claim: &str) -> Result<bool, StoreError> {
+        if !self.holds_refund_claim(id, claim).await? {
+            return Ok(false);
+        }
+        self.set_refund(id, "pending").await
+    }
+
+    /// The refund under `claim` could not be sent: the claim lapses now, so
+    /// a retry of the cancellation, or the reconciliation job, can send it.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn release_refund_claim(&self, id: &str, claim: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                let mut state = Self::memory_state(memory);
+                if state
+                    .refund_claims
+                    .get(id)
+                    .is_some_and(|(held, _)| held == claim)
+                {
+                    state.refund_claims.remove(id);
+                }
+                Ok(())
+            }
+            Self::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE bookings SET refund_claimed_until = clock_timestamp()
+                      WHERE id = $1 AND refund_claim = $2",
+                )
+                .bind(id)
+                .bind(claim)
+                .execute(pool)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn holds_refund_claim(&self, id: &str, claim: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(memory) => Ok(Self::memory_state(memory)
+                .refund_claims
+                .get(id)
+                .is_some_and(|(held, _)| held == claim)),
+            Self::Postgres(pool) => Ok(sqlx::query_scalar::<_, bool>(
+                "SELECT refund_claim = $2 FROM bookings WHERE id = $1",
+            )
+            .bind(id)
+            .bind(claim)
+            .fetch_optional(pool)
+            .await?
+            .unwrap_or(false)),
         }
     }
 
@@ -1076,7 +1227,9 @@ async fn lock_listing(tx: &mut sqlx::PgConnection, listing_id: &str) -> Result<(
 /// Runs `attempt` again (up to five times) when PostgreSQL broke a deadlock
 /// or a serialization conflict by aborting it: the transaction changed
 /// nothing, so trying again is safe.
-async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+/// Runs `attempt` again when the database aborted it for a deadlock or a
+/// serialization conflict (a few times).
+pub(crate) async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,

@@ -604,3 +604,149 @@ async fn a_cancellation_whose_refund_failed_can_be_retried_and_refunds_once() {
     assert_eq!(refunds.len(), 1, "{refunds:?}");
     backend.shutdown.cancel();
 }
+
+/// What a booking looks like to its guest now.
+async fn booking_state(backend: &Backend, id: &str) -> Value {
+    reqwest::get(format!("{}/v1/bookings/{id}", backend.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Twenty cancellations of a paid booking, with different keys, race each
+/// other and the reconciliation job (which retries refunds left
+/// `requested`): the gateway is asked for one refund.
+async fn racing_refunds(database_url: Option<String>) {
+    let backend = backend(database_url).await;
+    let listing = listing(&backend).await;
+    let (status, created) = post(
+        &format!("{}/v1/bookings", backend.url),
+        &booking(&listing, 1),
+        Some("b1"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let reference = created["payment"]["reference"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    client
+        .post(format!(
+            "{}/_sim/charges/{reference}/complete",
+            backend.sim.base_url()
+        ))
+        .body(r#"{"outcome":"success"}"#)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if booking_state(&backend, &id).await["status"] == "confirmed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Refunds take a while at the gateway: the race has time to happen.
+    backend.sim.set_faults(
+        serde_json::from_value(
+            json!({"rules": [{"match": {"method": "POST", "path": "/refund"},
+                                                  "latency": {"fixed_ms": 500}}]}),
+        )
+        .unwrap(),
+    );
+    let cancel = format!("{}/v1/bookings/{id}/cancel", backend.url);
+    let racers: Vec<_> = (0..20)
+        .map(|n| {
+            let cancel = cancel.clone();
+            tokio::spawn(async move { post(&cancel, &json!({}), Some(&format!("race-{n}"))).await })
+        })
+        .collect();
+    let reconcilers: Vec<_> = (0..3)
+        .map(|_| {
+            let app = Arc::clone(&backend.app);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                booking_backend::app::reconcile(&app).await.unwrap()
+            })
+        })
+        .collect();
+    for racer in racers {
+        let (status, answer) = racer.await.unwrap();
+        assert!(
+            matches!(status, 200 | 409),
+            "a racing cancellation answers the booking or not_cancellable: {status} {answer}"
+        );
+    }
+    for reconciler in reconcilers {
+        reconciler.await.unwrap();
+    }
+    let state = booking_state(&backend, &id).await;
+    assert_eq!(
+        (state["status"].as_str(), state["escrow"].as_str()),
+        (Some("cancelled"), Some("refunded")),
+        "{state}"
+    );
+    let journal: Vec<Value> = client
+        .get(format!("{}/_sim/journal", backend.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = journal
+        .iter()
+        .filter(|entry| entry["method"] == "POST" && entry["path"] == "/refund")
+        .count();
+    assert_eq!(sent, 1, "refund requests sent to the gateway");
+    assert_eq!(backend.sim.snapshot().refunds.len(), 1);
+    backend.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_cancellations_and_reconciliation_refund_once_in_memory() {
+    racing_refunds(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_cancellations_and_reconciliation_refund_once_on_postgres() {
+    let db = TestDb::new().await;
+    racing_refunds(Some(db.url().to_owned())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_and_its_stored_answer_commit_in_one_transaction() {
+    let db = TestDb::new().await;
+    let backend = backend(Some(db.url().to_owned())).await;
+    let listing = listing(&backend).await;
+    let bookings = format!("{}/v1/bookings", backend.url);
+    let (status, created) = post(&bookings, &booking(&listing, 1), Some("atomic")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    // Rows written by one transaction carry its id in xmin.
+    let same: bool = sqlx::query_scalar(
+        "SELECT b.xmin::text = i.xmin::text
+           FROM bookings b, payguard_idempotency i
+          WHERE b.id = $1 AND i.state = 1",
+    )
+    .bind(id)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert!(
+        same,
+        "the payment attachment and the stored answer committed apart"
+    );
+    let response = reqwest::Client::new()
+        .post(&bookings)
+        .header("idempotency-key", "atomic")
+        .json(&booking(&listing, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert!(response.headers().contains_key("idempotent-replayed"));
+    let replayed: Value = response.json().await.unwrap();
+    assert_eq!(replayed, created);
+    backend.shutdown.cancel();
+}

@@ -76,9 +76,10 @@ pub(crate) struct Run {
     /// gone before another host can take the lease.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     grace: Duration,
-    /// With --wait: how often to ask again (jittered).
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
-    poll: Duration,
+    /// With --wait: the longest pause between attempts [default: until
+    /// the holder's lease ends; its release wakes the waiter at once].
+    #[arg(long, value_parser = parse_duration)]
+    poll: Option<Duration>,
     /// Do not create `payguard_locks` if it is missing.
     #[arg(long)]
     no_migrate: bool,
@@ -98,7 +99,10 @@ pub(super) async fn run(args: Run) -> Result<(), Failure> {
     // Installed first: from here on, SIGINT and SIGTERM are ours to handle.
     let mut signals = Signals::install()
         .map_err(|error| Failure::Usage(format!("lock run: cannot handle signals: {error}")))?;
-    let mut options = LockOptions::new(args.ttl).poll_every(args.poll);
+    let mut options = LockOptions::new(args.ttl);
+    if let Some(poll) = args.poll {
+        options = options.poll_every(poll);
+    }
     if let Some(at_least) = args.at_least {
         options = options.at_least(at_least);
     }
