@@ -169,6 +169,76 @@ async fn eight_runs_by_fifty_rounds_never_overlap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_runs_through_pgbouncer_in_transaction_mode_never_overlap() {
+    require_psql();
+    let db = TestDb::new().await;
+    // Migrations take a session advisory lock: run them directly, and
+    // tell the runs behind the pooler not to.
+    locker(&db).await;
+    sqlx::query("CREATE TABLE runs (token bigint PRIMARY KEY, started timestamptz NOT NULL, ended timestamptz)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let bouncer = payguard_test_support::PgBouncer::start(db.url());
+    let pooled = bouncer.url_for(db.url());
+    let script = r#"psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 \
+        -c "BEGIN; SELECT payguard_lock_fence('$PAYGUARD_LOCK_NAME', $PAYGUARD_FENCING_TOKEN); INSERT INTO runs VALUES ($PAYGUARD_FENCING_TOKEN, clock_timestamp(), NULL); COMMIT" \
+        -c "SELECT pg_sleep(0.005)" \
+        -c "UPDATE runs SET ended = clock_timestamp() WHERE token = $PAYGUARD_FENCING_TOKEN""#;
+    let hosts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = pooled.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let (code, _, stderr) = finish(payguard(&url).args([
+                        "--name",
+                        "race",
+                        "--no-migrate",
+                        "--ttl",
+                        "10s",
+                        "--wait",
+                        "--timeout",
+                        "120s",
+                        // LISTEN does not cross a transaction pooler:
+                        // without it, waiters ask again every 20 ms.
+                        "--no-release-notices",
+                        "--poll",
+                        "20ms",
+                        "--",
+                        "sh",
+                        "-c",
+                        script,
+                    ]));
+                    assert_eq!(code, 0, "{stderr}");
+                }
+            })
+        })
+        .collect();
+    blocking(move || {
+        for host in hosts {
+            host.join().unwrap();
+        }
+    })
+    .await;
+    let runs: Vec<(i64, f64, f64)> = sqlx::query_as(
+        "SELECT token, EXTRACT(EPOCH FROM started)::float8, EXTRACT(EPOCH FROM ended)::float8
+           FROM runs ORDER BY started",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(runs.len(), 200);
+    for pair in runs.windows(2) {
+        let ((token, _, ended), (next_token, next_started, _)) = (pair[0], pair[1]);
+        assert!(
+            ended <= next_started,
+            "run {token} overlapped run {next_token}"
+        );
+        assert!(token < next_token, "tokens go {token} then {next_token}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_row_held_by_an_idle_transaction_exits_75_within_seconds() {
     use sqlx::Connection;
     let db = TestDb::new().await;

@@ -92,10 +92,13 @@ impl SqlTimeouts {
         self.statement
     }
 
-    /// When the caller gives up on an operation whose server never answers
-    /// (a dead network, a hung connection): the statement bound plus one
-    /// second, so that a server that does answer reports its own timeout
-    /// first.
+    /// When the caller gives up on a whole operation (its connection, its
+    /// statements, its commit) whose server never answers (a dead network,
+    /// a hung connection, a commit waiting for a synchronous standby that
+    /// is gone, which `statement_timeout` does not cancel): the statement
+    /// bound plus one second, so that a server that does answer reports its
+    /// own timeout first. An operation the client gave up on is never
+    /// taken as done.
     pub fn client_deadline(&self) -> Duration {
         self.statement.saturating_add(Duration::from_secs(1))
     }

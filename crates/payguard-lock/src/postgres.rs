@@ -48,7 +48,7 @@ pub struct PgLeaseLock {
     host: Option<String>,
     timeouts: SqlTimeouts,
     prepared: bool,
-    notices: Arc<Notices>,
+    notices: Option<Arc<Notices>>,
 }
 
 const ACQUIRE: &str = r#"
@@ -200,7 +200,7 @@ impl PgLeaseLock {
             host: host_name(),
             timeouts: SqlTimeouts::default(),
             prepared: true,
-            notices: Arc::default(),
+            notices: Some(Arc::default()),
         }
     }
 
@@ -219,6 +219,18 @@ impl PgLeaseLock {
     #[must_use]
     pub fn prepared_statements(mut self, prepared: bool) -> Self {
         self.prepared = prepared;
+        self
+    }
+
+    /// Whether waiters listen for releases (`LISTEN payguard_lock_released`
+    /// on one connection of the pool; default `true`). Turn it off behind
+    /// a pooler in transaction mode: `LISTEN` does not follow a session
+    /// there, and its notifications would reach other clients' connections.
+    /// Waiters then sleep until the holder's lease ends, capped by
+    /// `LockOptions::poll_every`.
+    #[must_use]
+    pub fn listen_for_releases(mut self, listen: bool) -> Self {
+        self.notices = listen.then(Arc::default);
         self
     }
 
@@ -380,7 +392,9 @@ impl LockStrategy for PgLeaseLock {
     }
 
     fn release_notices(&self) -> Option<ReleaseNotices> {
-        Some(self.notices.subscribe(&self.pool))
+        self.notices
+            .as_ref()
+            .map(|notices| notices.subscribe(&self.pool))
     }
 }
 

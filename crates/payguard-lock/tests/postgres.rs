@@ -298,24 +298,3 @@ async fn a_scheduled_job_on_three_instances_runs_each_slot_once() {
     assert!(slots >= 4, "a run per slot: {slots}");
     assert_eq!(runs, slots, "no slot ran twice");
 }
-
-/// Needs PgBouncer in transaction mode in front of PostgreSQL:
-/// `PGBOUNCER_URL` (default `postgres://postgres@127.0.0.1:6432/postgres`).
-/// Run with `cargo test -p payguard-lock --test postgres -- --ignored`.
-#[tokio::test]
-#[ignore = "needs PgBouncer with pool_mode = transaction (PGBOUNCER_URL)"]
-async fn the_advisory_strategy_refuses_a_transaction_pooling_proxy() {
-    let url = std::env::var("PGBOUNCER_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:6432/postgres".to_owned());
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
-    let locker = Locker::new(Arc::new(PgAdvisoryLock::new(options)));
-    let error = locker
-        .try_lock("pooled", &LockOptions::new(Duration::from_secs(5)))
-        .await
-        .map(|_| ())
-        .expect_err("a transaction-pooling proxy must be refused");
-    assert!(
-        matches!(error, payguard_lock::LockError::Unsupported(ref reason) if reason.contains("transaction-pooling")),
-        "{error}"
-    );
-}

@@ -7,7 +7,8 @@
 //! point it at one: database tests are never skipped silently.
 //!
 //! [`TcpProxy`] stands between one client and a server so that a test can
-//! cut, partition or redirect that client alone.
+//! cut, partition or redirect that client alone; [`PgBouncer`] puts the
+//! pooler production uses, in transaction mode, in front of the server.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -21,8 +22,10 @@
 // with a message, not carry on.
 #![allow(clippy::panic, clippy::expect_used)]
 
+mod pgbouncer;
 mod proxy;
 
+pub use pgbouncer::PgBouncer;
 pub use proxy::TcpProxy;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

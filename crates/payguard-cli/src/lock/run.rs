@@ -80,9 +80,16 @@ pub(crate) struct Run {
     /// the holder's lease ends; its release wakes the waiter at once].
     #[arg(long, value_parser = parse_duration)]
     poll: Option<Duration>,
-    /// Do not create `payguard_locks` if it is missing.
+    /// Do not create `payguard_locks` if it is missing (behind a pooler
+    /// in transaction mode, migrate once over a direct connection: the
+    /// migration takes a session advisory lock).
     #[arg(long)]
     no_migrate: bool,
+    /// With --wait: do not LISTEN for the holder's release (behind a
+    /// pooler in transaction mode, where LISTEN does not work); waiters
+    /// then sleep until the holder's lease ends, capped by --poll.
+    #[arg(long)]
+    no_release_notices: bool,
     /// The command to run and its arguments, after `--`.
     #[arg(
         required = true,
@@ -136,7 +143,11 @@ async fn acquire(args: &Run, options: &LockOptions) -> Result<LockGuard, Failure
         .connect(&args.database_url)
         .await
         .map_err(|error| unavailable(format!("cannot connect to the database: {error}")))?;
-    let lease = PgLeaseLock::new(pool);
+    // A handful of statements per run: unprepared, so that they work
+    // through any pooler, PgBouncer in transaction mode included.
+    let lease = PgLeaseLock::new(pool)
+        .prepared_statements(false)
+        .listen_for_releases(!args.no_release_notices);
     if !args.no_migrate {
         lease
             .migrate()

@@ -33,6 +33,7 @@ pub(crate) async fn status(args: &Status) -> Result<(), Failure> {
             ))
         })?;
     let locks = PgLeaseLock::new(pool)
+        .prepared_statements(false)
         .locks(args.name.as_deref())
         .await
         .map_err(|error| Failure::Rejected(format!("lock status: {error} ({})", source(&error))))?;
