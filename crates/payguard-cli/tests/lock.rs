@@ -128,3 +128,33 @@ fn status_needs_a_database_and_says_when_it_cannot_read_it() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
 }
+
+/// `DATABASE_URL` with `sslmode=verify-full`: the server's own certificate
+/// (its `ssl_cert_file`, issued for localhost) is the root to trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_the_locks_over_verified_tls() {
+    let db = TestDb::new().await;
+    PgLeaseLock::new(db.pool().clone()).migrate().await.unwrap();
+    let certificate: String = sqlx::query_scalar("SELECT current_setting('ssl_cert_file')")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(db.url()).unwrap();
+    url.set_host(Some("localhost")).unwrap();
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={certificate}");
+    let unverifiable = format!("{url}?sslmode=verify-full");
+    let (verified, unverifiable) = tokio::task::spawn_blocking(move || {
+        (
+            payguard(&["lock", "status", "--database-url", &verified]),
+            payguard(&["lock", "status", "--database-url", &unverifiable]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(verified.0, 0, "{}", verified.2);
+    assert_eq!(
+        unverifiable.0, 1,
+        "a certificate no trusted root issued is refused: {}",
+        unverifiable.2
+    );
+}

@@ -5,7 +5,7 @@ use crate::owner::{FencingToken, Owner};
 use crate::strategy::{
     Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, host_name, millis,
 };
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
@@ -103,7 +103,7 @@ fn since_epoch_ms(ms: i64) -> Duration {
 /// truth, and fence writes with the token yourself.
 #[derive(Clone)]
 pub struct RedisLock {
-    connection: MultiplexedConnection,
+    connection: ConnectionManager,
     prefix: String,
     host: String,
     acquire: Script,
@@ -121,22 +121,29 @@ impl std::fmt::Debug for RedisLock {
 
 impl RedisLock {
     /// Connects to `url` (`redis://127.0.0.1:6379`); keys start with
-    /// `payguard:lock:`.
+    /// `payguard:lock:`. The connection comes back by itself after the
+    /// server restarts; no command waits longer than 2 s for an answer (a
+    /// paused server), nor a connection attempt longer than 1 s.
     ///
     /// # Errors
     ///
     /// [`LockError::Unavailable`].
     pub async fn connect(url: &str) -> Result<Self, LockError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
         let connection = client
-            .get_multiplexed_async_connection()
+            .get_connection_manager_with_config(config)
             .await
             .map_err(unavailable)?;
         Ok(Self::new(connection))
     }
 
     /// A lock over an existing connection.
-    pub fn new(connection: MultiplexedConnection) -> Self {
+    pub fn new(connection: ConnectionManager) -> Self {
         Self {
             connection,
             prefix: "payguard:lock:".to_owned(),
@@ -341,6 +348,7 @@ fn wall_now() -> SystemTime {
 #[derive(Debug, Clone)]
 pub struct Redlock {
     servers: Vec<RedisLock>,
+    server_timeout: Option<Duration>,
 }
 
 impl Redlock {
@@ -370,13 +378,62 @@ impl Redlock {
                 "Redlock needs at least one server",
             ));
         }
-        Ok(Self { servers })
+        Ok(Self {
+            servers,
+            server_timeout: None,
+        })
+    }
+
+    /// How long one server may take to answer before it counts as not
+    /// having granted (or renewed, or released): small next to the lease,
+    /// so a paused or unreachable server does not hold up the majority.
+    ///
+    /// # Default
+    ///
+    /// A tenth of the lease, between 10 ms and 1 s.
+    #[must_use]
+    pub fn server_timeout(mut self, timeout: Duration) -> Self {
+        self.server_timeout = Some(timeout);
+        self
     }
 
     fn quorum(&self) -> usize {
         self.servers.len() / 2 + 1
     }
+
+    fn timeout_for(&self, terms: &LeaseTerms) -> Duration {
+        self.server_timeout.unwrap_or_else(|| {
+            (terms.ttl / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        })
+    }
+
+    /// `operation` on every server at once, each given up after the
+    /// per-server timeout.
+    async fn on_every_server<'a, T, F>(
+        &'a self,
+        terms: &LeaseTerms,
+        operation: F,
+    ) -> Vec<Result<T, LockError>>
+    where
+        F: Fn(&'a RedisLock) -> BoxFuture<'a, Result<T, LockError>>,
+    {
+        let timeout = self.timeout_for(terms);
+        futures_util::future::join_all(self.servers.iter().map(|server| {
+            let call = operation(server);
+            async move {
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .unwrap_or_else(|_| Err(LockError::unavailable(ServerTimeout(timeout))))
+            }
+        }))
+        .await
+    }
 }
+
+/// A Redlock server did not answer within the per-server timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("a Redlock server did not answer within {0:?}")]
+struct ServerTimeout(Duration);
 
 impl LockStrategy for Redlock {
     fn kind(&self) -> &'static str {
@@ -391,12 +448,9 @@ impl LockStrategy for Redlock {
     ) -> BoxFuture<'a, Result<Attempt, LockError>> {
         Box::pin(async move {
             let started = Instant::now();
-            let attempts = futures_util::future::join_all(
-                self.servers
-                    .iter()
-                    .map(|server| server.try_acquire(name, owner, terms)),
-            )
-            .await;
+            let attempts = self
+                .on_every_server(terms, |server| server.try_acquire(name, owner, terms))
+                .await;
             let mut granted = 0;
             let mut token = 0;
             let mut busy = None;
@@ -429,12 +483,8 @@ impl LockStrategy for Redlock {
                 at_least: Duration::ZERO,
                 ..*terms
             };
-            futures_util::future::join_all(
-                self.servers
-                    .iter()
-                    .map(|server| server.release(&grant, &undo)),
-            )
-            .await;
+            self.on_every_server(terms, |server| server.release(&grant, &undo))
+                .await;
             match (busy, attempts.into_iter().find_map(Result::err)) {
                 (Some(info), _) => Ok(Attempt::Busy(info)),
                 (None, Some(error)) => Err(error),
@@ -453,10 +503,9 @@ impl LockStrategy for Redlock {
     ) -> BoxFuture<'a, Result<Duration, LockError>> {
         Box::pin(async move {
             let started = Instant::now();
-            let renewals = futures_util::future::join_all(
-                self.servers.iter().map(|server| server.renew(grant, terms)),
-            )
-            .await;
+            let renewals = self
+                .on_every_server(terms, |server| server.renew(grant, terms))
+                .await;
             let mut left: Vec<Duration> = renewals
                 .iter()
                 .filter_map(|renewal| renewal.as_ref().ok().copied())
@@ -480,12 +529,9 @@ impl LockStrategy for Redlock {
         terms: &'a LeaseTerms,
     ) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            let released = futures_util::future::join_all(
-                self.servers
-                    .iter()
-                    .map(|server| server.release(grant, terms)),
-            )
-            .await;
+            let released = self
+                .on_every_server(terms, |server| server.release(grant, terms))
+                .await;
             if released.iter().filter(|result| result.is_ok()).count() >= self.quorum() {
                 Ok(())
             } else {

@@ -136,6 +136,7 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
             paystack_secret_key: gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
             flutterwave_base_url: sim.flutterwave_url(),
             flutterwave_secret_key: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY.to_owned(),
+            ca_file: None,
         },
         flutterwave_secret_hash: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
         hold_for: Duration::from_secs(8),

@@ -24,6 +24,9 @@ pub struct GatewayConfig {
     pub flutterwave_base_url: String,
     /// Flutterwave secret key.
     pub flutterwave_secret_key: String,
+    /// Extra trusted roots (PEM), added to the platform's, for a gateway
+    /// (or a simulator) whose certificate a private CA issued.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A gateway call that failed.
@@ -177,10 +180,23 @@ impl Gateways {
             .attempt_timeout(Duration::from_secs(4))
             .build()
             .map_err(|error| error.to_string())?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(4))
-            .build()
-            .map_err(|error| error.to_string())?;
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(4));
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|error| format!("cannot read the CA file {}: {error}", path.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|error| format!("the CA file {} is not PEM: {error}", path.display()))?;
+            if roots.is_empty() {
+                return Err(format!(
+                    "the CA file {} holds no certificate",
+                    path.display()
+                ));
+            }
+            for root in roots {
+                http = http.add_root_certificate(root);
+            }
+        }
+        let http = http.build().map_err(|error| error.to_string())?;
         Ok(Self {
             http,
             config,

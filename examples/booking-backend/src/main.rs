@@ -76,6 +76,10 @@ struct ServeArgs {
     /// This instance's name, in logs.
     #[arg(long, env = "INSTANCE_ID", default_value = "instance-1")]
     instance_id: String,
+    /// Extra trusted roots for the gateways' TLS (PEM), added to the
+    /// platform's: a simulator or a proxy with a private CA.
+    #[arg(long, env = "GATEWAY_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +111,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             paystack_secret_key: args.paystack_secret_key,
             flutterwave_base_url: args.flutterwave_base_url.trim_end_matches('/').to_owned(),
             flutterwave_secret_key: args.flutterwave_secret_key,
+            ca_file: args.ca_file,
         },
         flutterwave_secret_hash: args.flutterwave_secret_hash,
         hold_for: args.hold_for,

@@ -29,11 +29,22 @@ struct Backend {
 }
 
 async fn backend(database_url: Option<String>) -> Backend {
+    backend_with(database_url, None, None).await
+}
+
+/// A backend whose simulator serves `sim_tls` (HTTPS) and which trusts the
+/// roots in `ca_file`.
+async fn backend_with(
+    database_url: Option<String>,
+    sim_tls: Option<gateway_sim::TlsIdentity>,
+    ca_file: Option<std::path::PathBuf>,
+) -> Backend {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let sim = SimConfig {
         paystack_webhook_url: Some(format!("{url}/v1/webhooks/paystack")),
         flutterwave_webhook_url: Some(format!("{url}/v1/webhooks/flutterwave")),
+        tls: sim_tls,
         ..SimConfig::default()
     }
     .start()
@@ -47,6 +58,7 @@ async fn backend(database_url: Option<String>) -> Backend {
             paystack_secret_key: gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
             flutterwave_base_url: sim.flutterwave_url(),
             flutterwave_secret_key: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY.to_owned(),
+            ca_file,
         },
         flutterwave_secret_hash: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
         hold_for: Duration::from_secs(600),
@@ -748,5 +760,148 @@ async fn a_booking_and_its_stored_answer_commit_in_one_transaction() {
     assert!(response.headers().contains_key("idempotent-replayed"));
     let replayed: Value = response.json().await.unwrap();
     assert_eq!(replayed, created);
+    backend.shutdown.cancel();
+}
+
+/// A private CA and a certificate for 127.0.0.1 and localhost it signed,
+/// made for this run: the simulator's identity, and the CA's PEM to trust.
+fn private_ca() -> (gateway_sim::TlsIdentity, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "payguard test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut server = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    server
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ])));
+    let cert = server.signed_by(&key, &issuer).unwrap();
+    (
+        gateway_sim::TlsIdentity {
+            certificate_chain: cert.pem().into_bytes(),
+            private_key: key.serialize_pem().into_bytes(),
+        },
+        ca_cert.pem(),
+    )
+}
+
+async fn book_and_pay(backend: &Backend) -> Value {
+    let listing = listing(backend).await;
+    let (status, created) = post(
+        &format!("{}/v1/bookings", backend.url),
+        &booking(&listing, 1),
+        Some("tls-1"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let reference = created["payment"]["reference"].as_str().unwrap().to_owned();
+    let completed = gateway_client()
+        .post(format!(
+            "{}/_sim/charges/{reference}/complete",
+            backend.sim.base_url()
+        ))
+        .body(r#"{"outcome":"success"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(completed.status().is_success());
+    for _ in 0..200 {
+        let state = booking_state(backend, &id).await;
+        if state["status"] == "confirmed" {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("booking {id} never confirmed");
+}
+
+/// A client for the test's own calls to a simulator that may serve a
+/// certificate from the test's private CA.
+fn gateway_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_gateway_books_and_pays_over_https() {
+    let (identity, ca_pem) = private_ca();
+    let dir = std::env::temp_dir().join(format!("payguard-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let backend = backend_with(None, Some(identity), Some(ca_file)).await;
+    assert!(backend.sim.base_url().starts_with("https://"));
+    let state = book_and_pay(&backend).await;
+    assert!(
+        state["payment"]["authorization_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1"),
+        "{state}"
+    );
+    backend.shutdown.cancel();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_gateway_whose_certificate_does_not_verify_is_refused_and_nothing_is_half_written() {
+    let (identity, _) = private_ca();
+    let backend = backend_with(None, Some(identity), None).await;
+    let listing = listing(&backend).await;
+    let (status, answer) = post(
+        &format!("{}/v1/bookings", backend.url),
+        &booking(&listing, 1),
+        Some("untrusted"),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (503, Some("payment_gateway_unavailable")),
+        "{answer}"
+    );
+    assert!(
+        backend.sim.snapshot().charges.is_empty(),
+        "no charge reached the untrusted gateway"
+    );
+    let live = backend
+        .app
+        .store
+        .bookings()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|booking| booking.status == booking_backend::domain::BookingStatus::PendingPayment)
+        .count();
+    assert_eq!(live, 0, "the hold was released");
+    backend.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres_encrypts_every_connection() {
+    let db = TestDb::new().await;
+    let url = format!(
+        "{}?sslmode=require&application_name=payguard-tls-test",
+        db.url()
+    );
+    let backend = backend(Some(url)).await;
+    book_and_pay(&backend).await;
+    let (connections, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl)
+           FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+          WHERE a.application_name = 'payguard-tls-test'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert!(connections > 0, "the backend is connected");
+    assert_eq!(encrypted, connections, "every backend connection uses TLS");
     backend.shutdown.cancel();
 }

@@ -22,6 +22,7 @@ use payguard_core::{Clock, TokioClock};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +60,62 @@ pub struct SimConfig {
     pub auto_settle: Option<Duration>,
     /// Time for timestamps and rate limits.
     pub clock: Arc<dyn Clock>,
+    /// Serve HTTPS with this certificate chain and key instead of HTTP.
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A certificate chain and its private key, both PEM, for serving HTTPS.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The server certificate, then its intermediates (PEM).
+    pub certificate_chain: Vec<u8>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// Reads both PEM files.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read.
+    pub fn from_files(certificate_chain: &Path, private_key: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            certificate_chain: std::fs::read(certificate_chain)?,
+            private_key: std::fs::read(private_key)?,
+        })
+    }
+
+    fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |what: &str, error: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {error}"))
+        };
+        let chain = CertificateDer::pem_slice_iter(&self.certificate_chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| invalid("the TLS certificate is not PEM", &error))?;
+        if chain.is_empty() {
+            return Err(invalid("the TLS certificate file", &"holds no certificate"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.private_key)
+            .map_err(|error| invalid("the TLS key is not a PEM private key", &error))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| invalid("TLS versions", &error))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|error| invalid("the TLS certificate and key do not go together", &error))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 impl Default for SimConfig {
@@ -74,6 +131,7 @@ impl Default for SimConfig {
             initial_balance: 100_000_000_000,
             auto_settle: None,
             clock: Arc::new(TokioClock),
+            tls: None,
         }
     }
 }
@@ -104,14 +162,18 @@ impl SimConfig {
     ///
     /// The address cannot be bound.
     pub async fn start(self) -> std::io::Result<SimHandle> {
+        let acceptor = self.tls.as_ref().map(TlsIdentity::acceptor).transpose()?;
         let listener = tokio::net::TcpListener::bind(self.addr).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let sim = Sim::new(self, format!("http://{addr}"), shutdown.clone());
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{addr}");
+        let sim = Sim::new(self, base_url.clone(), shutdown.clone());
         let router = router(sim.clone());
-        let task = tokio::spawn(serve(listener, router, shutdown.clone()));
+        let task = tokio::spawn(serve(listener, acceptor, router, shutdown.clone()));
         Ok(SimHandle {
             addr,
+            base_url,
             sim,
             shutdown,
             task,
@@ -124,15 +186,16 @@ impl SimConfig {
 #[derive(Debug)]
 pub struct SimHandle {
     addr: SocketAddr,
+    base_url: String,
     sim: Sim,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SimHandle {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when serving TLS.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.base_url.clone()
     }
 
     /// The bound address.
@@ -309,9 +372,14 @@ fn router(sim: Sim) -> Router {
         .nest("/_sim", control::router(sim.clone()))
 }
 
-/// Serves HTTP/1.1 with one task per connection, so a fault can close a
-/// connection without answering.
-async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
+/// Serves HTTP/1.1 (over TLS when given an acceptor) with one task per
+/// connection, so a fault can close a connection without answering.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    shutdown: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -326,20 +394,34 @@ async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: Canc
         };
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let kill = CancellationToken::new();
-            let connection = Connection(kill.clone());
-            let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(connection.clone());
-                router.clone().oneshot(request.map(Body::new))
-            });
-            let serving = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::select! {
-                _ = serving => {}
-                () = kill.cancelled() => {}
-                () = shutdown.cancelled() => {}
+            match acceptor {
+                None => serve_connection(stream, router, shutdown).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, router, shutdown).await,
+                    Err(error) => tracing::debug!(%error, "TLS handshake failed"),
+                },
             }
         });
+    }
+}
+
+async fn serve_connection<S>(stream: S, router: Router, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let kill = CancellationToken::new();
+    let connection = Connection(kill.clone());
+    let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(connection.clone());
+        router.clone().oneshot(request.map(Body::new))
+    });
+    let serving = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    tokio::select! {
+        _ = serving => {}
+        () = kill.cancelled() => {}
+        () = shutdown.cancelled() => {}
     }
 }

@@ -1,14 +1,16 @@
 //! `gateway-sim`: a local Paystack and Flutterwave with faults on demand.
 //!
-//! Prints its base URL (`http://127.0.0.1:PORT`) as the first line of
-//! stdout, then serves until SIGINT or SIGTERM.
+//! Prints its base URL (`http://127.0.0.1:PORT`, or `https://` with
+//! `--tls-cert` and `--tls-key`) as the first line of stdout, then serves
+//! until SIGINT or SIGTERM.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a server binary reports on its streams
 
 use clap::Parser;
-use gateway_sim::SimConfig;
+use gateway_sim::{SimConfig, TlsIdentity};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -35,11 +37,27 @@ struct Args {
     /// milliseconds (default: only when POST /_sim/.../settle says so).
     #[arg(long)]
     auto_settle_ms: Option<u64>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match TlsIdentity::from_files(cert, key) {
+            Ok(identity) => Some(identity),
+            Err(error) => {
+                eprintln!("gateway-sim: cannot read the TLS certificate or key: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let defaults = SimConfig::from_env();
     let config = SimConfig {
         addr: args.addr,
@@ -51,12 +69,13 @@ async fn main() -> ExitCode {
             .flutterwave_webhook_url
             .or(defaults.flutterwave_webhook_url.clone()),
         auto_settle: args.auto_settle_ms.map(Duration::from_millis),
+        tls,
         ..defaults
     };
     let sim = match config.start().await {
         Ok(sim) => sim,
         Err(error) => {
-            eprintln!("gateway-sim: cannot listen on {}: {error}", args.addr);
+            eprintln!("gateway-sim: cannot serve on {}: {error}", args.addr);
             return ExitCode::from(1);
         }
     };
