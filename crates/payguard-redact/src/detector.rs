@@ -10,19 +10,28 @@ pub enum Detector {
     /// Amex, Discover, JCB, Diners, UnionPay, Verve, Mir), length, Luhn,
     /// compact or in card groupings, never bridging into a neighbouring number.
     Card,
-    /// Phone numbers of Nigeria, Greece, Kenya, Ghana, South Africa, the US
-    /// and the UK: E.164, `00`-prefixed, MSISDN and national forms.
+    /// Phone numbers of Nigeria, Ghana, Kenya, South Africa, Uganda,
+    /// Tanzania, Rwanda, Zambia, Malawi, Egypt, Cameroon, Côte d'Ivoire,
+    /// Senegal, Greece, the US and the UK: E.164, `00`-prefixed, MSISDN and
+    /// national forms.
     Phone,
     /// Email addresses, `%40`-encoded ones and punycode domains included.
     Email,
     /// IBANs (per-country length and mod-97 checksum), compact or grouped.
     Iban,
+    /// IPv4 and IPv6 addresses (personal data under the GDPR) under keys
+    /// that name one (`client_ip`, `x-forwarded-for`, `remote_addr`, ...),
+    /// with the rest of their comma lists; anywhere in free text with
+    /// [`RedactorBuilder::bare_ip_addresses`](crate::RedactorBuilder::bare_ip_addresses).
+    IpAddress,
     /// `Bearer` and `Basic` credentials (the scheme word stays).
     BearerToken,
     /// JSON Web Tokens (`eyJ…`).
     Jwt,
     /// Provider secret keys: `sk_live_`/`sk_test_`, `rk_`, `whsec_`,
-    /// `whsk_`, Flutterwave `FLWSECK-`.
+    /// `whsk_`, Flutterwave `FLWSECK-`; and client secrets that embed their
+    /// object's id (`pi_…_secret_…`, `pay_…_secret_…`), of which the id
+    /// stays readable.
     ProviderKey,
     /// PEM private key bodies (the BEGIN/END lines stay).
     PrivateKey,
@@ -41,7 +50,7 @@ pub enum Detector {
 
 impl Detector {
     /// Every detector, in priority order (earlier wins an overlap).
-    pub const ALL: [Detector; 12] = [
+    pub const ALL: [Detector; 13] = [
         Detector::PrivateKey,
         Detector::Jwt,
         Detector::BearerToken,
@@ -52,6 +61,7 @@ impl Detector {
         Detector::Email,
         Detector::Iban,
         Detector::Card,
+        Detector::IpAddress,
         Detector::Phone,
         Detector::SensitiveKey,
     ];
@@ -63,6 +73,7 @@ impl Detector {
             Detector::Phone => "phone",
             Detector::Email => "email",
             Detector::Iban => "iban",
+            Detector::IpAddress => "ip",
             Detector::BearerToken => "bearer",
             Detector::Jwt => "jwt",
             Detector::ProviderKey => "provider_key",
@@ -78,7 +89,11 @@ impl Detector {
     pub const fn is_secret(self) -> bool {
         !matches!(
             self,
-            Detector::Card | Detector::Phone | Detector::Email | Detector::Iban
+            Detector::Card
+                | Detector::Phone
+                | Detector::Email
+                | Detector::Iban
+                | Detector::IpAddress
         )
     }
 
@@ -94,8 +109,9 @@ impl Detector {
             Detector::Email => 7,
             Detector::Iban => 8,
             Detector::Card => 9,
-            Detector::Phone => 10,
-            Detector::SensitiveKey => 11,
+            Detector::IpAddress => 10,
+            Detector::Phone => 11,
+            Detector::SensitiveKey => 12,
         }
     }
 }

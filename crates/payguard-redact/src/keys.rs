@@ -60,6 +60,12 @@ const PHONE: u64 = 1 << 28;
 const DATE: u64 = 1 << 29;
 const BIRTH: u64 = 1 << 30;
 const BANK: u64 = 1 << 31;
+const VERIF: u64 = 1 << 32;
+const HASH: u64 = 1 << 33;
+/// Names an IP address (`client_ip`, `x-forwarded-for`, `remote_addr`).
+const IP: u64 = 1 << 34;
+const ADDR: u64 = 1 << 35;
+const IP_PARTY: u64 = 1 << 36;
 
 /// What a segment means to the rules (a `match` on bytes: compiled to a
 /// length switch and comparisons, no library calls).
@@ -67,6 +73,8 @@ fn word_flags(segment: &[u8]) -> u64 {
     match segment {
         b"access" => ACCESS | CREDENTIAL_QUALIFIER,
         b"account" => ACCOUNT | PERSONAL_CONTEXT,
+        b"addr" => ADDR,
+        b"address" => ADDR,
         b"accountnumber" => PERSONAL,
         b"amount" => NUMERIC_NOT_PII,
         b"amounts" => NUMERIC_NOT_PII,
@@ -88,7 +96,7 @@ fn word_flags(segment: &[u8]) -> u64 {
         b"card" => CARD | PERSONAL_CONTEXT,
         b"cardnumber" => PERSONAL,
         b"cents" => NUMERIC_NOT_PII,
-        b"client" => CLIENT | CREDENTIAL_QUALIFIER,
+        b"client" => CLIENT | CREDENTIAL_QUALIFIER | IP_PARTY,
         b"code" => CODE,
         b"completion" => NOT_A_CREDENTIAL,
         b"continuation" => NOT_A_CREDENTIAL,
@@ -113,10 +121,18 @@ fn word_flags(segment: &[u8]) -> u64 {
         b"estimated" => NOT_A_CREDENTIAL,
         b"fee" => NUMERIC_NOT_PII,
         b"fees" => NUMERIC_NOT_PII,
+        b"forwarded" => IP,
+        b"hash" => HASH,
+        b"hmac" => SECRET,
+        b"hmacsignature" => SECRET,
         b"iban" => PERSONAL | PERSONAL_CONTEXT,
         b"id" => CREDENTIAL_QUALIFIER | NUMERIC_NOT_PII,
         b"ids" => NUMERIC_NOT_PII,
         b"input" => NOT_A_CREDENTIAL,
+        b"ip" => IP,
+        b"ips" => IP,
+        b"ipv4" => IP,
+        b"ipv6" => IP,
         b"invoice" => NUMERIC_NOT_PII,
         b"jwt" => SECRET | CREDENTIAL_QUALIFIER,
         b"key" => KEY,
@@ -149,6 +165,7 @@ fn word_flags(segment: &[u8]) -> u64 {
         b"passphrase" => SECRET,
         b"passwd" => SECRET,
         b"password" => SECRET,
+        b"peer" => IP_PARTY,
         b"personal" => CREDENTIAL_QUALIFIER,
         b"phone" => PERSONAL | PHONE | PERSONAL_CONTEXT,
         b"pin" => REMOVE | PIN,
@@ -166,6 +183,7 @@ fn word_flags(segment: &[u8]) -> u64 {
         b"ref" => NUMERIC_NOT_PII,
         b"reference" => NUMERIC_NOT_PII,
         b"refresh" => CREDENTIAL_QUALIFIER,
+        b"remote" => IP_PARTY,
         b"remaining" => NOT_A_CREDENTIAL,
         b"reset" => CREDENTIAL_QUALIFIER,
         b"secret" => SECRET | SECRET_WORD | CREDENTIAL_QUALIFIER,
@@ -178,6 +196,8 @@ fn word_flags(segment: &[u8]) -> u64 {
         b"signature" => SECRET,
         b"signing" => SIGNING,
         b"size" => NOT_A_CREDENTIAL | NUMERIC_NOT_PII,
+        b"source" => IP_PARTY,
+        b"src" => IP_PARTY,
         b"ssn" => PERSONAL,
         b"tel" => PERSONAL | PERSONAL_CONTEXT,
         b"telephone" => PERSONAL | PERSONAL_CONTEXT,
@@ -199,6 +219,7 @@ fn word_flags(segment: &[u8]) -> u64 {
         b"user" => CREDENTIAL_QUALIFIER,
         b"uuid" => NUMERIC_NOT_PII,
         b"value" => NUMERIC_NOT_PII,
+        b"verif" => VERIF,
         b"verification" => VERIFICATION | CREDENTIAL_QUALIFIER,
         b"version" => NUMERIC_NOT_PII,
         b"xsrf" => CREDENTIAL_QUALIFIER,
@@ -386,7 +407,8 @@ impl KeyPolicy {
             || both(flags, ENCRYPTION, KEY)
             || both(flags, CLIENT, SECRET_WORD)
             || both(flags, AUTHORIZATION, CODE)
-            || both(flags, AUTH, CODE);
+            || both(flags, AUTH, CODE)
+            || both(flags, VERIF, HASH);
         if flags & SECRET != 0 || secret_pair || token_credential {
             return KeyClass::Secret;
         }
@@ -400,6 +422,13 @@ impl KeyPolicy {
         }
         KeyClass::Neutral
     }
+}
+
+/// Whether `key` names an IP address: `ip`, `client_ip`, `x-real-ip`,
+/// `x-forwarded-for`, `forwarded`, `remote_addr`, `peer_address`, ...
+pub(crate) fn names_an_ip(key: &str) -> bool {
+    let flags = Segments::new(key).flags();
+    flags & IP != 0 || both(flags, IP_PARTY, ADDR)
 }
 
 /// Whether digits under `key` are an id, amount or time rather than a card

@@ -66,6 +66,7 @@ struct Inner {
     keys: KeyPolicy,
     pseudonym: Option<(String, Hmac<Sha256>)>,
     max_input_bytes: usize,
+    bare_ips: bool,
     secrets: SecretScanner,
 }
 
@@ -102,7 +103,8 @@ const fn index(detector: Detector) -> usize {
 /// # Default
 ///
 /// Every detector on; cards masked to the last four digits, everything else
-/// tagged; no pseudonym key; inputs up to 4 MiB (the rest of a longer input
+/// tagged; IP addresses only under keys that name one (not bare in free
+/// text); no pseudonym key; inputs up to 4 MiB (the rest of a longer input
 /// is replaced by a `[TRUNCATED:<n> bytes]` marker, never passed through).
 #[derive(Clone)]
 pub struct RedactorBuilder {
@@ -111,6 +113,7 @@ pub struct RedactorBuilder {
     keys: KeyPolicy,
     pseudonym: Option<(String, Vec<u8>)>,
     max_input_bytes: usize,
+    bare_ips: bool,
 }
 
 impl fmt::Debug for RedactorBuilder {
@@ -134,6 +137,7 @@ impl Default for RedactorBuilder {
             keys: KeyPolicy::default(),
             pseudonym: None,
             max_input_bytes: 4 << 20,
+            bare_ips: false,
         }
     }
 }
@@ -179,6 +183,16 @@ impl RedactorBuilder {
     /// pseudonym so keys can rotate. At least 32 bytes.
     pub fn pseudonym_key(mut self, id: &str, key: &[u8]) -> Self {
         self.pseudonym = Some((id.to_owned(), key.to_vec()));
+        self
+    }
+
+    /// Redacts IP addresses anywhere in free text, not only under keys
+    /// that name one. Off by default: versions and other dotted numbers
+    /// that happen to parse as addresses would go too. An IPv4 address has
+    /// 2^32 values, so use [`Strategy::Pseudonym`] (a keyed hash), never an
+    /// unkeyed one, to keep addresses correlatable.
+    pub const fn bare_ip_addresses(mut self, redact: bool) -> Self {
+        self.bare_ips = redact;
         self
     }
 
@@ -232,6 +246,7 @@ impl RedactorBuilder {
                 keys: self.keys,
                 pseudonym,
                 max_input_bytes: self.max_input_bytes,
+                bare_ips: self.bare_ips,
                 secrets: SecretScanner::new(),
             }),
         })
@@ -349,6 +364,7 @@ impl Redactor {
                 keys: KeyPolicy::default(),
                 pseudonym: None,
                 max_input_bytes: 4 << 20,
+                bare_ips: false,
                 secrets: SecretScanner::new(),
             }),
         }
@@ -489,6 +505,12 @@ impl Redactor {
         if self.enabled(Detector::Card) && digits >= 12 {
             scan::cards::find(bytes, context_excludes, &mut findings);
         }
+        if self.enabled(Detector::IpAddress) {
+            let under_ip_key = key.is_some_and(crate::keys::names_an_ip);
+            if under_ip_key || self.inner.bare_ips || has(b'=') || has(b':') {
+                scan::ips::find(bytes, self.inner.bare_ips, under_ip_key, &mut findings);
+            }
+        }
         if self.enabled(Detector::Phone) && digits >= 7 {
             scan::phones::find(bytes, context_excludes, &mut findings);
         }
@@ -578,6 +600,9 @@ fn normalize(detector: Detector, original: &str, country: Option<&str>) -> Strin
     match detector {
         Detector::Email => original.to_ascii_lowercase().replace("%40", "@"),
         Detector::Card => original.chars().filter(char::is_ascii_digit).collect(),
+        Detector::IpAddress => original
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| original.to_ascii_lowercase(), |ip| ip.to_string()),
         Detector::Iban => original
             .chars()
             .filter(|c| !c.is_whitespace())

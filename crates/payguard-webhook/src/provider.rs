@@ -86,6 +86,32 @@ impl Provider {
     pub const fn signs_url(self) -> bool {
         matches!(self, Provider::Square | Provider::Twilio)
     }
+
+    /// The request headers that carry this provider's signature, or its
+    /// shared secret itself (Flutterwave's `verif-hash`), lowercase: never
+    /// log them unredacted. `payguard-redact` redacts every one of them in
+    /// text, JSON and header maps.
+    ///
+    /// ```
+    /// use payguard_webhook::Provider;
+    /// assert_eq!(Provider::Flutterwave.secret_headers(), ["flutterwave-signature", "verif-hash"]);
+    /// ```
+    pub const fn secret_headers(self) -> &'static [&'static str] {
+        match self {
+            Provider::Stripe => &["stripe-signature"],
+            Provider::StandardWebhooks => &["webhook-signature"],
+            Provider::Svix => &["svix-signature"],
+            Provider::Paystack => &["x-paystack-signature"],
+            Provider::Flutterwave => &["flutterwave-signature", "verif-hash"],
+            Provider::Shopify => &["x-shopify-hmac-sha256", "shopify-hmac-sha256"],
+            Provider::Github => &["x-hub-signature-256", "x-hub-signature"],
+            Provider::Slack => &["x-slack-signature"],
+            Provider::Square => &["x-square-hmacsha256-signature", "x-square-signature"],
+            Provider::Twilio => &["x-twilio-signature"],
+            Provider::Razorpay => &["x-razorpay-signature"],
+            Provider::Adyen => &["hmacsignature"],
+        }
+    }
 }
 
 impl fmt::Display for Provider {

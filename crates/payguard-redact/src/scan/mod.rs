@@ -5,6 +5,7 @@
 pub(crate) mod cards;
 pub(crate) mod emails;
 pub(crate) mod iban;
+pub(crate) mod ips;
 pub(crate) mod pairs;
 pub(crate) mod phones;
 pub(crate) mod secrets;

@@ -21,7 +21,11 @@ pub(crate) fn find(text: &[u8], keys: &KeyPolicy, out: &mut Vec<Finding>) {
             KeyClass::Remove => "removed",
             KeyClass::Allowed | KeyClass::Neutral => continue,
         };
-        if let Some((start, end)) = value_after(text, separator)
+        // A secret in a header dump ("stripe-signature: t=1,v1=ab…") runs
+        // to the next blank; other values stop at list punctuation too.
+        let whole =
+            label == "secret" && at(text, separator) == b':' && before(text, separator) != b'"';
+        if let Some((start, end)) = value_after(text, separator, whole)
             && end > start
             && !already_masked(text.get(start..end).unwrap_or_default())
         {
@@ -69,6 +73,10 @@ fn key_before(text: &[u8], separator: usize) -> Option<&str> {
     if key.first() == Some(&b'[') || (key.contains(&b']') && !key.contains(&b'[')) {
         return None;
     }
+    // "…_secret_[REDACTED:client_secret]": the colon is inside our marker.
+    if memchr::memmem::find(key, b"[REDACTED").is_some() {
+        return None;
+    }
     if !quoted && (before(text, start).is_ascii_alphanumeric() || before(text, start) == b'/') {
         return None;
     }
@@ -76,8 +84,10 @@ fn key_before(text: &[u8], separator: usize) -> Option<&str> {
 }
 
 /// The value after `separator`: a JSON string (inside its quotes), or a bare
-/// token. Objects and arrays are skipped: their own keys are judged.
-fn value_after(text: &[u8], separator: usize) -> Option<(usize, usize)> {
+/// token (`whole`: up to the next blank, and past an authorization scheme
+/// word to the credential after it). Objects and arrays are skipped: their
+/// own keys are judged.
+fn value_after(text: &[u8], separator: usize, whole: bool) -> Option<(usize, usize)> {
     let mut start = separator + 1;
     while at(text, start) == b' ' && start - separator < 3 {
         start += 1;
@@ -95,6 +105,24 @@ fn value_after(text: &[u8], separator: usize) -> Option<(usize, usize)> {
                 }
             }
             Some((open, end.min(text.len())))
+        }
+        _ if whole => {
+            let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'"' | 0);
+            let mut end = start;
+            while end < text.len() && !blank(at(text, end)) {
+                end += 1;
+            }
+            let word = text.get(start..end).unwrap_or_default();
+            let scheme = [&b"bearer"[..], b"basic", b"digest", b"token"]
+                .iter()
+                .any(|scheme| word.eq_ignore_ascii_case(scheme));
+            if scheme && at(text, end) == b' ' {
+                end += 1;
+                while end < text.len() && !blank(at(text, end)) {
+                    end += 1;
+                }
+            }
+            Some((start, end))
         }
         _ => {
             let mut end = start;
@@ -141,6 +169,34 @@ mod tests {
         assert_eq!(
             values(r#"{"note":"a \"quoted\" word","password":"p\"w"}"#),
             [(r#"p\"w"#, "secret")]
+        );
+    }
+
+    #[test]
+    fn json_values_end_where_json_says() {
+        assert_eq!(
+            values(r#"{"secret":123456789,"next":1}"#),
+            [("123456789", "secret")]
+        );
+    }
+
+    #[test]
+    fn secret_headers_dumped_on_one_line() {
+        assert_eq!(
+            values("content-type: application/json verif-hash: sh4r3d-s3cr3t x-request-id: r1"),
+            [("sh4r3d-s3cr3t", "secret")]
+        );
+        assert_eq!(
+            values("stripe-signature: t=1492774577,v1=5257a869e7ec,v0=6ffbb59b2300 host: api"),
+            [("t=1492774577,v1=5257a869e7ec,v0=6ffbb59b2300", "secret")]
+        );
+        assert_eq!(
+            values("x-shopify-hmac-sha256: XWmrwMey6OsLMeiZKwP4FppHH3cmAiiJJAweH5Jo4bM="),
+            [("XWmrwMey6OsLMeiZKwP4FppHH3cmAiiJJAweH5Jo4bM=", "secret")]
+        );
+        assert_eq!(
+            values("proxy-authorization: Basic dXNlcjpwYXNzd29yZA== accept: */*"),
+            [("Basic dXNlcjpwYXNzd29yZA==", "secret")]
         );
     }
 

@@ -1,7 +1,10 @@
-//! Phone numbers for NG, GR, KE, GH, ZA, US and GB. A digit run is a phone
-//! only with evidence: a `+` or `00` country code, an MSISDN with a mobile
-//! prefix, a national trunk `0` with a mobile prefix, or (for numbers that
-//! could be anything bare) a phone-like grouping.
+//! Phone numbers of the markets Paystack and Flutterwave settle in: NG,
+//! GH, KE, ZA, UG, TZ, RW, ZM, MW, EG, CM, CI and SN, plus GR, US and GB.
+//! A digit run is a phone only with evidence: a `+` or `00` country code,
+//! an MSISDN with a mobile prefix, a national trunk `0` with a mobile
+//! prefix, or (for numbers that could be anything bare) a phone-like
+//! grouping. Mobile prefixes and lengths follow libphonenumber's metadata,
+//! which the tests use as their oracle.
 
 use super::{at, before, numeric_context_excludes};
 use crate::detector::{Detector, Finding};
@@ -17,8 +20,8 @@ struct Region {
     /// Mobile NSN prefixes (after the trunk digit): bare MSISDN and national
     /// numbers need one of these.
     mobile: &'static [&'static str],
-    /// Mobile NSN length.
-    mobile_len: usize,
+    /// Mobile NSN lengths.
+    mobile_len: &'static [usize],
 }
 
 const REGIONS: &[Region] = &[
@@ -27,49 +30,114 @@ const REGIONS: &[Region] = &[
         nsn: &[8, 9, 10],
         trunk_zero: true,
         mobile: &["70", "71", "80", "81", "90", "91"],
-        mobile_len: 10,
+        mobile_len: &[10],
     },
     Region {
         code: "233",
         nsn: &[9],
         trunk_zero: true,
         mobile: &["2", "5"],
-        mobile_len: 9,
+        mobile_len: &[9],
     },
     Region {
         code: "254",
         nsn: &[9],
         trunk_zero: true,
         mobile: &["7", "1"],
-        mobile_len: 9,
+        mobile_len: &[9],
     },
     Region {
         code: "30",
         nsn: &[10],
         trunk_zero: false,
         mobile: &["69"],
-        mobile_len: 10,
+        mobile_len: &[10],
     },
     Region {
         code: "27",
-        nsn: &[9],
+        nsn: &[8, 9],
         trunk_zero: true,
         mobile: &["6", "7", "8"],
-        mobile_len: 9,
+        mobile_len: &[8, 9],
+    },
+    Region {
+        code: "256",
+        nsn: &[9],
+        trunk_zero: true,
+        mobile: &["7"],
+        mobile_len: &[9],
+    },
+    Region {
+        code: "255",
+        nsn: &[9],
+        trunk_zero: true,
+        mobile: &["6", "7"],
+        mobile_len: &[9],
+    },
+    Region {
+        code: "250",
+        nsn: &[9],
+        trunk_zero: true,
+        mobile: &["72", "73", "77", "78", "79"],
+        mobile_len: &[9],
+    },
+    Region {
+        code: "260",
+        nsn: &[9],
+        trunk_zero: true,
+        mobile: &["5", "7", "9"],
+        mobile_len: &[9],
+    },
+    Region {
+        code: "265",
+        nsn: &[9],
+        trunk_zero: true,
+        mobile: &["111", "21", "22", "31", "77", "88", "89", "98", "99"],
+        mobile_len: &[9],
+    },
+    Region {
+        code: "20",
+        nsn: &[8, 9, 10],
+        trunk_zero: true,
+        mobile: &["10", "11", "12", "15"],
+        mobile_len: &[10],
+    },
+    // Closed plans without a trunk prefix: a national number is the whole
+    // national significant number (in Côte d'Ivoire it starts with 0).
+    Region {
+        code: "237",
+        nsn: &[9],
+        trunk_zero: false,
+        mobile: &["6", "24"],
+        mobile_len: &[9],
+    },
+    Region {
+        code: "221",
+        nsn: &[9],
+        trunk_zero: false,
+        mobile: &["7"],
+        mobile_len: &[9],
+    },
+    Region {
+        code: "225",
+        nsn: &[10],
+        trunk_zero: false,
+        mobile: &["01", "05", "07"],
+        mobile_len: &[10],
     },
     Region {
         code: "44",
         nsn: &[9, 10],
         trunk_zero: true,
         mobile: &["7"],
-        mobile_len: 10,
+        mobile_len: &[10],
     },
     Region {
         code: "1",
         nsn: &[10],
         trunk_zero: false,
         mobile: &[],
-        mobile_len: 0,
+        mobile_len: &[],
     },
 ];
 
@@ -223,11 +291,22 @@ fn looks_like_a_date(text: &[u8], run: &Run) -> bool {
             }
         })
     };
-    // 2024-01-15, 15.01.2024, 2024.01.15, 12:30
+    // 2024-01-15, 15.01.2024, 2024.01.15, and a time of day after a date:
+    // "2024-01-15 12:30" is a run whose last group (the hour) is one or two
+    // digits followed by ":" and minutes. A colon alone says nothing: "+234…:
+    // insufficient funds" is a phone number before a colon.
+    let hour = run
+        .groups
+        .as_slice()
+        .last()
+        .is_some_and(|group| *group <= 2);
+    let minutes = at(text, run.end) == b':'
+        && at(text, run.end + 1).is_ascii_digit()
+        && at(text, run.end + 2).is_ascii_digit();
     shape(run.start, b"9999-99-99")
         || shape(run.start, b"99.99.9999")
         || shape(run.start, b"9999.99.99")
-        || at(text, run.end) == b':'
+        || (hour && minutes)
 }
 
 /// The country calling code when the run is a phone number.
@@ -254,7 +333,10 @@ fn judge(text: &[u8], run: &Run) -> Option<&'static str> {
                 if (run.bracketed_zero || region.trunk_zero) && nsn.first() == Some(&0) {
                     nsn = nsn.get(1..).unwrap_or_default();
                 }
-                if region.nsn.contains(&nsn.len()) && nsn.first().is_some_and(|d| *d != 0) {
+                let leading_zero_is_part = region.mobile.iter().any(|m| starts_with(nsn, m));
+                if region.nsn.contains(&nsn.len())
+                    && nsn.first().is_some_and(|d| *d != 0 || leading_zero_is_part)
+                {
                     return Some(region.code);
                 }
             }
@@ -263,7 +345,10 @@ fn judge(text: &[u8], run: &Run) -> Option<&'static str> {
     }
     // MSISDN: country code and a mobile number, no plus.
     for region in REGIONS.iter().filter(|r| !r.mobile.is_empty()) {
-        if starts_with(digits, region.code) && digits.len() == region.code.len() + region.mobile_len
+        if starts_with(digits, region.code)
+            && region
+                .mobile_len
+                .contains(&(digits.len() - region.code.len()))
         {
             let nsn = digits.get(region.code.len()..).unwrap_or_default();
             if region.mobile.iter().any(|m| starts_with(nsn, m)) {
@@ -271,11 +356,24 @@ fn judge(text: &[u8], run: &Run) -> Option<&'static str> {
             }
         }
     }
+    // National forms of the closed plans, known by their grouping:
+    // Cameroon "6 71 94 92 34", Senegal "70 838 59 08", Côte d'Ivoire
+    // "07 07 12 3456" or "07 07 12 34 56".
+    match (run.groups.as_slice(), digits.first(), digits.get(1)) {
+        ([1, 2, 2, 2, 2], Some(6), _) | ([1, 2, 2, 2, 2], Some(2), Some(4)) => {
+            return Some("237");
+        }
+        ([2, 3, 2, 2], Some(7), _) => return Some("221"),
+        ([2, 2, 2, 4] | [2, 2, 2, 2, 2], Some(0), Some(1 | 5 | 7)) => return Some("225"),
+        _ => {}
+    }
     // National with trunk 0 and a mobile prefix.
     if digits.first() == Some(&0) {
         let nsn = digits.get(1..).unwrap_or_default();
         for region in REGIONS.iter().filter(|r| r.trunk_zero) {
-            if nsn.len() == region.mobile_len && region.mobile.iter().any(|m| starts_with(nsn, m)) {
+            if region.mobile_len.contains(&nsn.len())
+                && region.mobile.iter().any(|m| starts_with(nsn, m))
+            {
                 return Some(region.code);
             }
         }
@@ -322,6 +420,12 @@ mod tests {
             ("us (555) 222-2222", "(555) 222-2222"),
             ("uk 07700 900123", "07700 900123"),
             ("za 0821234567", "0821234567"),
+            (
+                "payment failed for +2348031234567: insufficient funds",
+                "+2348031234567",
+            ),
+            ("sms 08031234567: delivered", "08031234567"),
+            ("to=+30 694 123 4567:ok", "+30 694 123 4567"),
         ] {
             assert_eq!(phones(text), [phone], "{text}");
         }
@@ -337,6 +441,8 @@ mod tests {
             "Bump to version 1.2.3.4",
             "order_id=08031234567",
             "at 12:30:45",
+            "window 2024-01-15 12:30 to 2024-01-15 18:45",
+            "20240115 12:30:01 settled",
             "id 1700000000123",
             "ratio 0.8031234567",
             "T08031234567",

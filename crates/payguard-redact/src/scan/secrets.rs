@@ -17,6 +17,8 @@ enum Trigger {
     Param,
     CookieHeader,
     AuthorizationHeader,
+    /// `<object>_<id>_secret_<secret>`: a client secret with its id.
+    ClientSecret,
 }
 
 const TRIGGERS: &[(&str, Trigger)] = &[
@@ -58,6 +60,7 @@ const TRIGGERS: &[(&str, Trigger)] = &[
     ("set-cookie:", Trigger::CookieHeader),
     ("cookie:", Trigger::CookieHeader),
     ("authorization:", Trigger::AuthorizationHeader),
+    ("_secret_", Trigger::ClientSecret),
 ];
 
 /// The compiled triggers.
@@ -101,6 +104,7 @@ impl SecretScanner {
                 Trigger::Param => param(text, start, end),
                 Trigger::CookieHeader => header_value(text, start, end, false),
                 Trigger::AuthorizationHeader => header_value(text, start, end, true),
+                Trigger::ClientSecret => client_secret(text, start, end),
             };
             if let Some(finding) = finding.filter(|f| enabled(f.detector) && f.end > f.start) {
                 out.push(finding);
@@ -259,6 +263,37 @@ fn param(text: &[u8], start: usize, end: usize) -> Option<Finding> {
         )
     });
     Some(Finding::new(value, value_end, Detector::CredentialParam))
+}
+
+/// A client secret that embeds its object's id, as Stripe
+/// (`pi_3Mtw…_secret_YrKJ…`, `seti_…_secret_…`) and Hyperswitch
+/// (`pay_…_secret_…`) shape them: the id stays readable for correlation,
+/// the part after `_secret_` goes.
+fn client_secret(text: &[u8], start: usize, end: usize) -> Option<Finding> {
+    // Before: "<letters>_<at least 8 letters or digits>".
+    let mut id_start = start;
+    while id_start > 0 && at(text, id_start - 1).is_ascii_alphanumeric() {
+        id_start -= 1;
+    }
+    let object_end = id_start.checked_sub(1).filter(|i| at(text, *i) == b'_')?;
+    let mut object_start = object_end;
+    while object_start > 0 && at(text, object_start - 1).is_ascii_alphabetic() {
+        object_start -= 1;
+    }
+    if start - id_start < 8
+        || object_start == object_end
+        || super::is_word(before(text, object_start))
+    {
+        return None;
+    }
+    let secret_end = token_end(text, end, |b| b.is_ascii_alphanumeric());
+    if secret_end - end < 10 || super::is_word(at(text, secret_end)) {
+        return None;
+    }
+    Some(Finding {
+        label: Some("client_secret"),
+        ..Finding::new(end, secret_end, Detector::ProviderKey)
+    })
 }
 
 fn header_value(text: &[u8], start: usize, end: usize, authorization: bool) -> Option<Finding> {
