@@ -23,15 +23,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
-/// Books once per execution, through the pooler too.
+/// Books once per execution, through the pooler too: an unnamed statement
+/// inside a transaction (outside one, PgBouncer before 1.21 may hand its
+/// parse and its execution to two different server connections).
 async fn book(State(pool): State<PgPool>, body: String) -> (StatusCode, String) {
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tx = pool.begin().await.unwrap();
     let id: i64 = sqlx::query_scalar("INSERT INTO bookings (body) VALUES ($1) RETURNING id")
         .persistent(false)
         .bind(body)
-        .fetch_one(&pool)
+        .fetch_one(&mut *tx)
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     (StatusCode::CREATED, format!(r#"{{"booking":{id}}}"#))
 }
 
