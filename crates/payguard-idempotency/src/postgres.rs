@@ -139,11 +139,11 @@ RETURNING GREATEST(0, (EXTRACT(EPOCH FROM lease_expires_at - clock_timestamp()) 
 
 // FOR KEY SHARE: a takeover (FOR UPDATE) waits for the handler's
 // transaction; the layer's own renewal and completion (UPDATEs of non-key
-// columns) do not. NOWAIT: a row being taken over at this instant has
-// already been lost.
+// columns) do not. A claimer looking at the row this instant is waited
+// for, within the transaction's own lock_timeout.
 const FENCE: &str = "SELECT 1 FROM payguard_idempotency
   WHERE scope_key = $1 AND owner_token = $2 AND state = 0
-    FOR KEY SHARE NOWAIT";
+    FOR KEY SHARE";
 
 const REAP: &str = "WITH reaped AS (
     DELETE FROM payguard_idempotency WHERE scope_key IN (
@@ -320,8 +320,9 @@ impl PgIdempotencyStore {
     /// its claim, and holds off a takeover until the transaction ends
     /// (`FOR KEY SHARE`): a write made after this check commits only while
     /// the claim is this request's. The lease's own renewal and completion
-    /// are not held up. It never waits: a claim being taken over at this
-    /// instant is lost.
+    /// are not held up. A claimer looking at the row at this instant holds
+    /// it for a moment: the check waits for that, within your transaction's
+    /// `lock_timeout`.
     ///
     /// # Errors
     ///
@@ -341,7 +342,6 @@ impl PgIdempotencyStore {
         match held {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(StoreError::LeaseLost),
-            Err(error) if contended(&error) => Err(StoreError::LeaseLost),
             Err(error) => Err(unavailable(error)),
         }
     }

@@ -13,15 +13,16 @@ SELECT setval('payguard_lock_tokens',
 -- still holds a live lease. It takes FOR KEY SHARE on the lock row, which a
 -- takeover (FOR UPDATE) cannot pass until the calling transaction ends, but
 -- which the holder's own renewal (an UPDATE of non-key columns) can: a long
--- fenced transaction never makes its own lease lapse. NOWAIT: a row that
--- someone is taking over right now is not waited for (it has expired).
+-- fenced transaction never makes its own lease lapse. A row another session
+-- is locking this instant (a taker looking at it) is waited for, within the
+-- calling transaction's lock_timeout.
 CREATE OR REPLACE FUNCTION payguard_lock_fence(lock_name text, fencing_token bigint)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM payguard_locks
       WHERE name = lock_name AND token = fencing_token
         AND owner IS NOT NULL AND expires_at > clock_timestamp()
-        FOR KEY SHARE NOWAIT;
+        FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payguard lock % is no longer held with fencing token %', lock_name, fencing_token
             USING ERRCODE = 'PGL01', HINT = 'another run took the lock over: roll back';

@@ -131,11 +131,13 @@ const LOCKS: &str = "SELECT name, CASE WHEN expires_at > clock_timestamp() THEN 
  ORDER BY name";
 
 // FOR KEY SHARE: a takeover (FOR UPDATE) waits for the fenced transaction,
-// the holder's renewal (an UPDATE of non-key columns) does not. NOWAIT: a
-// row being taken over at this instant has expired; nothing to wait for.
+// the holder's renewal (an UPDATE of non-key columns) does not. A taker
+// that is looking at the row this instant (it locks the newest version
+// before rechecking that it expired) is waited for: briefly, and within
+// the transaction's own lock_timeout.
 const CHECK: &str = "SELECT 1 FROM payguard_locks
   WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
-    FOR KEY SHARE NOWAIT";
+    FOR KEY SHARE";
 const INTENT: &str = "WITH inserted AS (
     INSERT INTO payguard_lock_intents (lock_name, item, reference, token) VALUES ($1, $2, $3, $4)
     ON CONFLICT (lock_name, item) DO NOTHING
@@ -520,8 +522,10 @@ impl Fence {
     /// not make the lease lapse; it does hold off a takeover after a crash
     /// for as long as it stays open.
     ///
-    /// It never waits: a row that someone else is locking at this instant
-    /// answers [`LockError::Unavailable`].
+    /// A taker looking at the row at this instant holds it for a moment;
+    /// the check waits for that, within your transaction's `lock_timeout`
+    /// (set one: `SET LOCAL lock_timeout = '1s'`), and answers
+    /// [`LockError::Unavailable`] if it runs out.
     ///
     /// # Errors
     ///
