@@ -188,6 +188,7 @@ pub enum Disposition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutcomePolicy {
     store_server_errors: bool,
+    release_client_errors: bool,
 }
 
 impl OutcomePolicy {
@@ -195,12 +196,26 @@ impl OutcomePolicy {
     pub const fn stripe() -> Self {
         Self {
             store_server_errors: true,
+            release_client_errors: false,
+        }
+    }
+
+    /// Only successes (1xx to 3xx) are stored; every error releases the
+    /// key. For routes whose 4xx answers are re-validated on a retry with
+    /// the same result (or a newer, truer one: dates that were taken may be
+    /// free again), so a flood of invalid requests with fresh keys leaves
+    /// no records behind.
+    pub const fn successes_only() -> Self {
+        Self {
+            store_server_errors: false,
+            release_client_errors: true,
         }
     }
 
     /// What to do after a response with `status`.
     pub const fn disposition(&self, status: u16) -> Disposition {
         match status {
+            400..=499 if self.release_client_errors => Disposition::Release,
             408 | 429 if !self.store_server_errors => Disposition::Release,
             500..=599 if !self.store_server_errors => Disposition::Release,
             _ => Disposition::Store,
@@ -239,5 +254,14 @@ mod tests {
             assert_eq!(policy.disposition(status), Disposition::Release, "{status}");
         }
         assert_eq!(OutcomePolicy::stripe().disposition(500), Disposition::Store);
+        let successes = OutcomePolicy::successes_only();
+        assert_eq!(successes.disposition(201), Disposition::Store);
+        for status in [400, 409, 422, 429, 500] {
+            assert_eq!(
+                successes.disposition(status),
+                Disposition::Release,
+                "{status}"
+            );
+        }
     }
 }
