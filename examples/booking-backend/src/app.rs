@@ -10,10 +10,11 @@ use crate::domain::{
     Booking, BookingStatus, Gateway, Guest, Host, Listing, Payment, PayoutStatus, new_id,
     parse_date,
 };
+use crate::edge;
 use crate::gateway::{GatewayConfig, Gateways, TransferState};
-use crate::store::{Cancellation, Confirmation, NewHold, Store, StoreError};
+use crate::store::{Cancellation, Confirmation, InboxOutcome, NewHold, Store, StoreError};
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use payguard_idempotency::{
     Claim, ClaimRequest, Fingerprint, IdempotencyClaim, IdempotencyLayer, IdempotencyStore,
-    MemoryStore, PgIdempotencyStore, ScopeKey, StoredResponse,
+    MemoryStore, OutcomePolicy, PgIdempotencyStore, ScopeKey, StoredResponse,
 };
 use payguard_lock::{Locker, MemoryLock, PgLeaseLock};
 use payguard_webhook::{Provider, Verifier};
@@ -51,6 +52,10 @@ pub struct Settings {
     pub job_every: Duration,
     /// This instance's name, in logs.
     pub instance: String,
+    /// Connection, time and size limits of the HTTP server.
+    pub limits: crate::server::Limits,
+    /// What one guest may hold.
+    pub guests: crate::domain::GuestLimits,
 }
 
 /// Why an instance could not start.
@@ -163,6 +168,11 @@ impl App {
         }))
     }
 
+    /// The idempotency store (for the reaper).
+    pub fn idempotency(&self) -> Arc<dyn IdempotencyStore> {
+        Arc::clone(&self.idempotency)
+    }
+
     /// Whether several instances share the store (and the job's writes
     /// must be fenced).
     pub fn store_is_shared(&self) -> bool {
@@ -171,7 +181,11 @@ impl App {
 
     /// The routes.
     pub fn router(self: &Arc<Self>) -> Router {
-        let idempotent = IdempotencyLayer::new(Arc::clone(&self.idempotency)).required(true);
+        // Only successes are kept (24 h): an invalid request is judged again
+        // on a retry, and a flood of them with fresh keys leaves nothing.
+        let idempotent = IdempotencyLayer::new(Arc::clone(&self.idempotency))
+            .required(true)
+            .outcome_policy(OutcomePolicy::successes_only());
         let keyed = Router::new()
             .route("/v1/bookings", post(create_booking))
             .route("/v1/bookings/{id}/cancel", post(cancel_booking))
@@ -188,7 +202,10 @@ impl App {
             .route("/health/ready", get(ready))
             .route("/metrics", get(metrics))
             .merge(keyed)
-            .layer(from_fn(observe))
+            .layer(axum::extract::DefaultBodyLimit::max(
+                self.settings.limits.max_body_bytes,
+            ))
+            .layer(from_fn_with_state(Arc::clone(self), observe))
             .with_state(Arc::clone(self))
     }
 }
@@ -223,8 +240,36 @@ fn internal(error: &StoreError) -> Response {
     response
 }
 
-/// Request id, a span per request, and request metrics.
-async fn observe(mut request: Request, next: Next) -> Response {
+/// The method as a metric label or log field: one of a closed set, so that
+/// a client inventing methods cannot grow either.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Request id, a span per request, the request's time limit, request
+/// metrics (labels from closed sets only), and every error answered as
+/// `application/problem+json`.
+async fn observe(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    let started = tokio::time::Instant::now();
     let id = request
         .headers()
         .get("x-request-id")
@@ -235,14 +280,26 @@ async fn observe(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let span = tracing::info_span!("request", request_id = %id, method, %route);
+    let running = next.run(request).instrument(span.clone());
+    let mut response =
+        match tokio::time::timeout(app.settings.limits.request_timeout, running).await {
+            Ok(response) => as_problem(response),
+            Err(_) => problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request took too long",
+            ),
+        };
     let status = response.status().as_u16();
     span.in_scope(|| tracing::info!(status, "answered"));
-    metrics::counter!("booking_http_requests_total", "method" => method, "route" => route, "status" => status.to_string())
+    let class = status_class(response.status());
+    metrics::counter!("booking_http_requests_total", "method" => method, "route" => route.clone(), "status" => class)
         .increment(1);
+    metrics::histogram!("booking_http_request_duration_seconds", "route" => route, "status" => class)
+        .record(started.elapsed().as_secs_f64());
     if response
         .headers()
         .contains_key(payguard_idempotency::IDEMPOTENT_REPLAYED)
@@ -255,21 +312,40 @@ async fn observe(mut request: Request, next: Next) -> Response {
     response
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| problem(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))
-}
-
-fn filled(field: &str, value: &str) -> Result<(), Response> {
-    if value.trim().is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
-        Err(problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            format!("{field} must be 1 to 200 printable characters"),
-        ))
-    } else {
-        Ok(())
+/// An error answered by something other than our handlers (axum's body
+/// limit, a malformed chunked body, an unknown route or method) becomes
+/// problem+json with a stable code and a generic detail.
+fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_ours = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|value| {
+            // Ours: problems, and the health routes' JSON.
+            let value = value.as_bytes();
+            value.starts_with(b"application/problem+json") || value.starts_with(b"application/json")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
+        return response;
     }
+    let (code, detail) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("request_too_large", "the request body is too large"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this route does not take that method")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+        status if status.is_server_error() => ("internal_error", "the request failed"),
+        _ => ("bad_request", "the request could not be read"),
+    };
+    let mut replaced = problem(status, code, detail);
+    for name in [http::header::RETRY_AFTER, http::header::ALLOW] {
+        if let Some(value) = response.headers().get(&name) {
+            replaced.headers_mut().insert(name, value.clone());
+        }
+    }
+    replaced
 }
 
 /// Whether `id` could be one of ours (anything else is simply not found).
@@ -290,38 +366,33 @@ struct CreateListing {
     host: Host,
 }
 
-async fn create_listing(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let request: CreateListing = match json_body(&body) {
+async fn create_listing(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: CreateListing = match edge::json_request(&headers, &body, false) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(invalid) => return invalid.into_response(),
     };
     let checks = [
-        filled("title", &request.title),
-        filled("host.name", &request.host.name),
-        filled("host.email", &request.host.email),
-        filled("host.phone", &request.host.phone),
-        filled("host.bank_code", &request.host.bank_code),
+        edge::text("title", &request.title),
+        edge::text("host.name", &request.host.name),
+        edge::email("host.email", &request.host.email),
+        edge::phone("host.phone", &request.host.phone),
+        edge::text("host.bank_code", &request.host.bank_code),
     ];
-    if let Some(Err(response)) = checks.into_iter().find(Result::is_err) {
-        return response;
+    if let Some(Err(invalid)) = checks.into_iter().find(Result::is_err) {
+        return invalid.into_response();
     }
-    if request.nightly_rate_minor <= 0 {
+    let max_charge = match edge::currency("currency", &request.currency) {
+        Ok(max) => max,
+        Err(invalid) => return invalid.into_response(),
+    };
+    if !(1..=max_charge).contains(&request.nightly_rate_minor) {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "nightly_rate_minor must be > 0",
-        );
-    }
-    if request.currency.len() != 3
-        || !request
-            .currency
-            .bytes()
-            .all(|byte| byte.is_ascii_uppercase())
-    {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "currency must be an ISO code like NGN",
+            "amount_out_of_range",
+            format!(
+                "nightly_rate_minor must be 1 to {max_charge} (minor units of {})",
+                request.currency
+            ),
         );
     }
     let account = &request.host.account_number;
@@ -358,27 +429,20 @@ async fn create_booking(
     State(app): State<Arc<App>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     claim: Option<Extension<IdempotencyClaim>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request: CreateBooking = match json_body(&body) {
+    let request: CreateBooking = match edge::json_request(&headers, &body, false) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(invalid) => return invalid.into_response(),
     };
-    for (field, value) in [
-        ("guest.name", &request.guest.name),
-        ("guest.email", &request.guest.email),
-        ("guest.phone", &request.guest.phone),
-    ] {
-        if let Err(response) = filled(field, value) {
-            return response;
-        }
-    }
-    if !request.guest.email.contains('@') {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "guest.email is not an email address",
-        );
+    let checks = [
+        edge::text("guest.name", &request.guest.name),
+        edge::email("guest.email", &request.guest.email),
+        edge::phone("guest.phone", &request.guest.phone),
+    ];
+    if let Some(Err(invalid)) = checks.into_iter().find(Result::is_err) {
+        return invalid.into_response();
     }
     let (Some(check_in), Some(check_out)) = (
         parse_date(&request.check_in),
@@ -399,11 +463,12 @@ async fn create_booking(
         );
     }
     let nights = (check_out - check_in).whole_days();
-    if !(1..=365).contains(&nights) {
+    let max_nights = app.settings.guests.max_nights;
+    if nights < 1 || nights > i64::from(max_nights) {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_dates",
-            "check_out must be 1 to 365 days after check_in",
+            format!("check_out must be 1 to {max_nights} days after check_in"),
         );
     }
     if !plausible_id(&request.listing_id) {
@@ -424,11 +489,16 @@ async fn create_booking(
         }
         Err(error) => return internal(&error),
     };
-    let Some(amount_minor) = listing.nightly_rate_minor.checked_mul(nights) else {
+    let max_charge = edge::max_charge(&listing.currency).unwrap_or(0);
+    let Some(amount_minor) = listing
+        .nightly_rate_minor
+        .checked_mul(nights)
+        .filter(|amount| *amount <= max_charge)
+    else {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_dates",
-            "the stay costs too much to charge",
+            "amount_out_of_range",
+            "the stay costs more than one charge may carry",
         );
     };
     let hold = NewHold {
@@ -440,6 +510,7 @@ async fn create_booking(
         amount_minor,
         currency: listing.currency.clone(),
         hold_for: app.settings.hold_for,
+        open_holds: app.settings.guests.open_holds,
     };
     let booking = match app.store.place_hold(hold).await {
         Ok(booking) => booking,
@@ -448,6 +519,13 @@ async fn create_booking(
                 StatusCode::CONFLICT,
                 "dates_unavailable",
                 "another booking has some of these nights",
+            );
+        }
+        Err(StoreError::TooManyHolds) => {
+            return problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_holds",
+                "this guest already holds as many unpaid bookings as allowed; pay for or cancel one first",
             );
         }
         Err(error) => return internal(&error),
@@ -566,11 +644,30 @@ async fn get_booking(State(app): State<Arc<App>>, Path(id): Path<String>) -> Res
     }
 }
 
+/// `POST /v1/bookings/{id}/cancel`: an empty body, or an object with an
+/// optional reason.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBooking {
+    reason: Option<String>,
+}
+
 async fn cancel_booking(
     State(app): State<Arc<App>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
+    let request: CancelBooking = match edge::json_request(&headers, &body, true) {
+        Ok(request) => request,
+        Err(invalid) => return invalid.into_response(),
+    };
+    if let Some(reason) = &request.reason
+        && let Err(invalid) = edge::text("reason", reason)
+    {
+        return invalid.into_response();
+    }
     if !plausible_id(&id) {
         return problem(
             StatusCode::NOT_FOUND,
@@ -666,8 +763,14 @@ async fn refund(app: &App, booking: &Booking, request_id: &str) -> Result<(), Re
     }
 }
 
+/// Readiness for a load balancer: up or down, and which part is down,
+/// never why (the cause goes to the log) and nothing an outsider could use
+/// (lock holders and tokens are for `payguard lock status`).
 async fn ready(State(app): State<Arc<App>>) -> Response {
     let database = app.store.ping().await;
+    if let Err(error) = &database {
+        tracing::error!(%error, "readiness: the database is down");
+    }
     let breakers: serde_json::Map<String, Value> = app
         .gateways
         .states()
@@ -679,15 +782,8 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
             )
         })
         .collect();
-    let locks: Vec<Value> = app
-        .locker
-        .locks(None)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|lock| json!({"name": lock.name, "held": lock.owner.is_some(), "token": lock.token}))
-        .collect();
-    let status = if database.is_ok() {
+    let up = database.is_ok();
+    let status = if up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -695,18 +791,21 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     (
         status,
         axum::Json(json!({
-            "status": if database.is_ok() { "ready" } else { "unavailable" },
+            "status": if up { "ready" } else { "unavailable" },
             "instance": app.settings.instance,
-            "database": database.map_or_else(|error| error.to_string(), |()| "ok".to_owned()),
+            "database": if up { "up" } else { "down" },
             "breakers": breakers,
-            "locks": locks,
         })),
     )
         .into_response()
 }
 
 async fn metrics() -> Response {
-    let text = crate::telemetry::render_metrics();
+    // Rendering takes time proportional to the series: off the request
+    // workers.
+    let text = tokio::task::spawn_blocking(crate::telemetry::render_metrics)
+        .await
+        .unwrap_or_default();
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         text,
@@ -754,11 +853,61 @@ async fn flutterwave_webhook(
 fn rejected(gateway: Gateway, error: &payguard_webhook::VerifyError) -> Response {
     metrics::counter!("booking_webhooks_total", "provider" => gateway.as_str(), "outcome" => "rejected").increment(1);
     tracing::warn!(provider = gateway.as_str(), %error, "webhook rejected");
+    // What was wrong (a missing header, a stale timestamp) goes to the log,
+    // never to the sender.
     problem(
         StatusCode::UNAUTHORIZED,
         "invalid_signature",
-        error.to_string(),
+        "the webhook could not be verified",
     )
+}
+
+/// What the inbox and the idempotency store can hold of an event id: the
+/// id itself, or, when it is too long or holds a NUL (which PostgreSQL text
+/// cannot), `sha256:` and its digest.
+fn storable_id(event_id: &str) -> String {
+    if event_id.len() <= 200 && !event_id.contains('\0') {
+        event_id.to_owned()
+    } else {
+        format!(
+            "sha256:{}",
+            hex(&Fingerprint::of(&[event_id.as_bytes()]).digest()[..])
+        )
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Whether an authentic event cannot be processed whatever happens: a
+/// string with a NUL (PostgreSQL text cannot hold one) or an identifier
+/// longer than any gateway issues. Retrying it would fail forever.
+fn poisonous(payload: &Value) -> bool {
+    fn walk(value: &Value, depth: usize) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => depth > 32 || items.iter().any(|item| walk(item, depth + 1)),
+            Value::Object(fields) => {
+                depth > 32 || fields.values().any(|field| walk(field, depth + 1))
+            }
+            _ => false,
+        }
+    }
+    let too_long = |value: &Value| value.as_str().is_some_and(|text| text.len() > 200);
+    walk(payload, 0)
+        || payload["event"]
+            .as_str()
+            .is_some_and(|event| event.len() > 100)
+        || [
+            "id",
+            "reference",
+            "tx_ref",
+            "transaction_reference",
+            "transfer_code",
+        ]
+        .iter()
+        .any(|field| too_long(&payload["data"][*field]))
 }
 
 /// Records, de-duplicates (through the idempotency store, by event id) and
@@ -779,23 +928,36 @@ async fn receive(
             "the webhook body is not JSON",
         );
     };
-    let event = payload["event"].as_str().unwrap_or("unknown").to_owned();
-    if let Err(error) = app
-        .store
-        .inbox_receive(provider, event_id, &event, body)
-        .await
-    {
-        return internal(&error);
+    let poison = poisonous(&payload);
+    let event = match payload["event"].as_str() {
+        Some(event) if !poison => event.to_owned(),
+        _ => "unprocessable".to_owned(),
+    };
+    let mut event_id = storable_id(event_id);
+    let claim_for = |event_id: &str| ClaimRequest {
+        key: ScopeKey::new(&format!("webhook:{provider}"), event_id),
+        fingerprint: Fingerprint::of(&[body.as_ref()]),
+        lease: Duration::from_secs(30),
+        retention: Duration::from_secs(7 * 24 * 3600),
+    };
+    let mut claim = app.idempotency.claim(claim_for(&event_id)).await;
+    if let Ok(Claim::Mismatch) = claim {
+        // The provider promises one body per event id. A second, different
+        // body under the same id (an altered copy signed with our secret,
+        // or a provider bug) must not shut out the genuine one: each body
+        // is recorded and applied once under its own key, states only move
+        // forward, and someone is told.
+        metrics::counter!("booking_webhook_body_mismatch_total", "provider" => provider)
+            .increment(1);
+        tracing::error!(
+            provider,
+            event_id,
+            "an event id arrived again with a different body; both are recorded and applied once each"
+        );
+        let digest = hex(&Fingerprint::of(&[body.as_ref()]).digest()[..8]);
+        event_id = format!("{event_id}#{digest}");
+        claim = app.idempotency.claim(claim_for(&event_id)).await;
     }
-    let claim = app
-        .idempotency
-        .claim(ClaimRequest {
-            key: ScopeKey::new(&format!("webhook:{provider}"), event_id),
-            fingerprint: Fingerprint::of(&[body.as_ref()]),
-            lease: Duration::from_secs(30),
-            retention: Duration::from_secs(7 * 24 * 3600),
-        })
-        .await;
     let lease = match claim {
         Ok(Claim::Claimed(lease)) => lease,
         Ok(Claim::Replay(_)) => {
@@ -809,18 +971,6 @@ async fn receive(
                 "this event is being processed",
             );
         }
-        Ok(Claim::Mismatch) => {
-            tracing::error!(
-                provider,
-                event_id,
-                "an event id arrived again with a different body"
-            );
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "event_id_reused",
-                "this event id had another body",
-            );
-        }
         Ok(_) | Err(_) => {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -829,37 +979,66 @@ async fn receive(
             );
         }
     };
-    let applied = apply_event(
-        app,
-        gateway,
-        &event,
-        &payload["data"],
-        authenticated,
-        request_id,
-    )
-    .await;
-    let outcome = applied.as_ref().map(|_| ()).map_err(ToString::to_string);
-    if let Err(error) = app.store.inbox_finish(provider, event_id, outcome).await {
+    if let Err(error) = app
+        .store
+        .inbox_receive(provider, &event_id, &event, body)
+        .await
+    {
+        let _ = app.idempotency.release(&lease).await;
+        return internal(&error);
+    }
+    let applied = if poison {
+        Err(Applying::Poison)
+    } else {
+        apply_event(
+            app,
+            gateway,
+            &event,
+            &payload["data"],
+            authenticated,
+            request_id,
+        )
+        .await
+        .map_err(Applying::Failed)
+    };
+    let outcome = match &applied {
+        Ok(_) => InboxOutcome::Processed,
+        Err(Applying::Poison) => InboxOutcome::Dead("authentic but unprocessable".to_owned()),
+        Err(Applying::Failed(error)) => InboxOutcome::Failed(error.clone()),
+    };
+    if let Err(error) = app.store.inbox_finish(provider, &event_id, outcome).await {
         tracing::warn!(%error, "could not record the webhook outcome");
     }
+    let stored = |answer: &str| StoredResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: answer.as_bytes().to_vec(),
+    };
     match applied {
         Ok(effect) => {
-            let _ = app
-                .idempotency
-                .complete(
-                    &lease,
-                    &StoredResponse {
-                        status: 200,
-                        headers: Vec::new(),
-                        body: effect.as_bytes().to_vec(),
-                    },
-                )
-                .await;
+            if let Err(error) = app.idempotency.complete(&lease, &stored(&effect)).await {
+                tracing::warn!(%error, "the applied event's record could not be completed; a redelivery finds its effect already in place");
+            }
             metrics::counter!("booking_webhooks_total", "provider" => provider, "outcome" => "applied").increment(1);
             axum::Json(json!({"applied": effect})).into_response()
         }
-        Err(error) => {
-            let _ = app.idempotency.release(&lease).await;
+        Err(Applying::Poison) => {
+            // Acknowledged, so the provider stops retrying; kept dead in the
+            // inbox for a person.
+            if let Err(error) = app.idempotency.complete(&lease, &stored("dead")).await {
+                tracing::warn!(%error, "could not complete a dead event's record");
+            }
+            metrics::counter!("booking_webhooks_total", "provider" => provider, "outcome" => "dead").increment(1);
+            tracing::error!(
+                provider,
+                "an authentic webhook cannot be processed; acknowledged and kept as dead"
+            );
+            axum::Json(json!({"dead": true})).into_response()
+        }
+        Err(Applying::Failed(error)) => {
+            if let Err(release) = app.idempotency.release(&lease).await {
+                tracing::warn!(error = %release, "could not release the event's claim; it frees when its lease ends");
+            }
             metrics::counter!("booking_webhooks_total", "provider" => provider, "outcome" => "failed").increment(1);
             tracing::error!(provider, event = %event, %error, "webhook not applied; the provider will retry");
             problem(
@@ -869,6 +1048,14 @@ async fn receive(
             )
         }
     }
+}
+
+/// Why an event was not applied.
+enum Applying {
+    /// It never can be.
+    Poison,
+    /// Not now; a redelivery may succeed.
+    Failed(String),
 }
 
 /// Applies one event; answers what it did.
@@ -886,7 +1073,15 @@ async fn apply_event(
             let reference = data["reference"].as_str().unwrap_or_default();
             let amount = data["amount"].as_i64().unwrap_or(-1);
             let currency = data["currency"].as_str().unwrap_or_default();
-            confirm(app, reference, amount, currency, request_id).await
+            confirm(
+                app,
+                reference,
+                amount,
+                currency,
+                Evidence::SignedEvent,
+                request_id,
+            )
+            .await
         }
         (Gateway::Flutterwave, "charge.completed") => {
             let reference = data["tx_ref"].as_str().unwrap_or_default();
@@ -908,9 +1103,14 @@ async fn apply_event(
                     .filter(|charge| charge.paid)
                     .map(|charge| (charge.amount_minor, charge.currency))
             };
+            let evidence = if authenticated {
+                Evidence::SignedEvent
+            } else {
+                Evidence::GatewayBooks
+            };
             match state {
                 Some((amount, currency)) => {
-                    confirm(app, reference, amount, &currency, request_id).await
+                    confirm(app, reference, amount, &currency, evidence, request_id).await
                 }
                 None => Ok("charge not successful".to_owned()),
             }
@@ -961,21 +1161,46 @@ async fn apply_event(
                 return Ok("an unauthenticated refund event is not acted on".to_owned());
             }
             let status = data["status"].as_str().unwrap_or("pending");
-            app.store
+            let moved = app
+                .store
                 .refund_event(reference, status)
                 .await
                 .map_err(store_error)?;
+            if !moved {
+                metrics::counter!("booking_webhook_events_ignored_total", "reason" => "refund_not_ours")
+                    .increment(1);
+                tracing::warn!(
+                    event,
+                    "a refund event for a refund this backend did not start, or already further on; recorded and ignored"
+                );
+                return Ok(format!("refund event {status} ignored"));
+            }
             Ok(format!("refund for {reference} is {status}"))
         }
         _ => Ok(format!("{event} ignored")),
     }
 }
 
+/// Where a payment's amount came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    /// A webhook's signed body.
+    SignedEvent,
+    /// The gateway's verify endpoint.
+    GatewayBooks,
+}
+
+/// Confirms the booking `reference` pays for, or refunds a payment it
+/// cannot honour. A signed event whose amount does not match is checked
+/// against the gateway's books before any refund: a signed copy with
+/// altered fields (a provider bug, a leaked key) cannot refund a booking
+/// whose genuine payment matches.
 async fn confirm(
     app: &App,
     reference: &str,
     amount: i64,
     currency: &str,
+    evidence: Evidence,
     request_id: &str,
 ) -> Result<String, String> {
     match app
@@ -997,6 +1222,39 @@ async fn confirm(
                 .await
                 .map_err(|_| "the refund could not be started".to_owned())?;
             Ok(format!("booking {} refunded", booking.id))
+        }
+        Confirmation::Mismatch(booking) if evidence == Evidence::SignedEvent => {
+            let gateway = booking.payment.as_ref().map(|payment| payment.gateway);
+            let charge = match gateway {
+                Some(gateway) => app
+                    .gateways
+                    .verify_charge(gateway, reference, request_id)
+                    .await
+                    .map_err(|error| error.to_string())?,
+                None => None,
+            };
+            match charge.filter(|charge| charge.paid) {
+                Some(charge) => {
+                    if (charge.amount_minor, charge.currency.as_str()) != (amount, currency) {
+                        metrics::counter!("booking_webhook_amount_disputed_total").increment(1);
+                        tracing::error!(booking = %booking.id, "a signed event's amount differs from the gateway's; the gateway's applies");
+                    }
+                    Box::pin(confirm(
+                        app,
+                        reference,
+                        charge.amount_minor,
+                        &charge.currency,
+                        Evidence::GatewayBooks,
+                        request_id,
+                    ))
+                    .await
+                }
+                None => {
+                    metrics::counter!("booking_webhook_amount_disputed_total").increment(1);
+                    tracing::error!(booking = %booking.id, "a signed event reports a payment the gateway does not have; ignored");
+                    Ok("the gateway has no such payment; ignored".to_owned())
+                }
+            }
         }
         Confirmation::Mismatch(booking) => {
             tracing::error!(booking = %booking.id, amount, currency, "payment does not match the booking; refunding");
@@ -1186,11 +1444,20 @@ async fn reconcile_one(app: &App, booking: &Booking, request_id: &str) -> Result
         && booking.refund_status.is_none()
         && booking.hold_expires_at + Duration::from_secs(48 * 3600)
             > time::OffsetDateTime::now_utc();
-    if (booking.status == BookingStatus::PendingPayment || recently_lapsed)
-        && let Ok(Some(charge)) = app
-            .gateways
-            .verify_charge(payment.gateway, &payment.reference, request_id)
-            .await
+    if !(booking.status == BookingStatus::PendingPayment || recently_lapsed)
+        || booking
+            .next_check_at
+            .is_some_and(|at| at > time::OffsetDateTime::now_utc())
+    {
+        return Ok(false);
+    }
+    let charge = app
+        .gateways
+        .verify_charge(payment.gateway, &payment.reference, request_id)
+        .await;
+    app.store.charge_checked(&booking.id).await?;
+    metrics::counter!("booking_reconcile_checks_total").increment(1);
+    if let Ok(Some(charge)) = charge
         && charge.paid
     {
         if let Err(error) = confirm(
@@ -1198,6 +1465,7 @@ async fn reconcile_one(app: &App, booking: &Booking, request_id: &str) -> Result
             &payment.reference,
             charge.amount_minor,
             &charge.currency,
+            Evidence::GatewayBooks,
             request_id,
         )
         .await

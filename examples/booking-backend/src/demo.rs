@@ -143,6 +143,8 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
         escrow_hold: Duration::from_secs(3),
         job_every: Duration::from_secs(1),
         instance: format!("instance-{}", instance + 1),
+        limits: crate::server::Limits::default(),
+        guests: crate::domain::GuestLimits::default(),
     };
     let shutdown = CancellationToken::new();
     let mut children = Vec::new();

@@ -4,7 +4,9 @@
 pub mod app;
 pub mod demo;
 pub mod domain;
+mod edge;
 pub mod gateway;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 
@@ -26,14 +28,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let jobs = spawn_jobs(&app, &shutdown);
     let router = app.router();
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    server::serve(listener, router, app.settings.limits, shutdown.clone()).await;
     shutdown.cancel();
     for job in jobs {
         let _ = job.await;
     }
-    result
+    Ok(())
 }
 
 /// The escrow-release and reconciliation jobs (under fleet-wide locks) and
@@ -100,5 +100,16 @@ pub fn spawn_jobs(
             }
         })
     };
-    vec![escrow, reconcile, expire]
+    // Idempotency records past their retention (answers 24 h, webhook
+    // events 7 days) go, a batch at a time.
+    let reaper = {
+        let reaper =
+            payguard_idempotency::spawn_reaper(app.idempotency(), Duration::from_secs(60), 500);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            reaper.abort();
+        })
+    };
+    vec![escrow, reconcile, expire, reaper]
 }

@@ -80,6 +80,25 @@ struct ServeArgs {
     /// platform's: a simulator or a proxy with a private CA.
     #[arg(long, env = "GATEWAY_CA_FILE", value_name = "FILE")]
     ca_file: Option<std::path::PathBuf>,
+    /// Open connections at most; beyond, new ones are closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// How long a client has to send request headers, and how long a
+    /// keep-alive connection may sit idle.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "5s", value_parser = duration)]
+    header_read_timeout: Duration,
+    /// How long a request may take, its body included (408 after).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    request_timeout: Duration,
+    /// The largest request body in bytes (413 beyond).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// The longest stay one booking may hold, in nights (422 beyond).
+    #[arg(long, env = "MAX_NIGHTS", default_value_t = 30)]
+    max_nights: u32,
+    /// Unpaid holds one guest email may have at once (429 beyond).
+    #[arg(long, env = "MAX_OPEN_HOLDS_PER_GUEST", default_value_t = 3)]
+    max_open_holds_per_guest: u32,
 }
 
 fn main() -> ExitCode {
@@ -118,7 +137,30 @@ async fn serve(args: ServeArgs) -> ExitCode {
         escrow_hold: args.escrow_hold,
         job_every: args.job_every,
         instance: args.instance_id,
+        limits: booking_backend::server::Limits {
+            max_connections: args.max_connections,
+            header_read_timeout: args.header_read_timeout,
+            request_timeout: args.request_timeout,
+            max_body_bytes: args.max_body_bytes,
+        },
+        guests: booking_backend::domain::GuestLimits {
+            max_nights: args.max_nights,
+            open_holds: args.max_open_holds_per_guest,
+        },
     };
+    let limits = settings.limits;
+    if limits.max_connections == 0
+        || limits.header_read_timeout.is_zero()
+        || limits.request_timeout.is_zero()
+        || limits.max_body_bytes == 0
+        || settings.guests.max_nights == 0
+        || settings.guests.open_holds == 0
+    {
+        eprintln!(
+            "booking-backend: --max-connections, --header-read-timeout, --request-timeout, --max-body-bytes, --max-nights and --max-open-holds-per-guest must be above zero"
+        );
+        return ExitCode::from(2);
+    }
     if settings.job_every.is_zero() {
         eprintln!("booking-backend: --job-every must be longer than zero");
         return ExitCode::from(2);

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// Another live booking has one of these nights.
     #[error("the dates overlap another booking")]
     DatesUnavailable,
+    /// The guest already has as many unpaid holds as allowed.
+    #[error("the guest holds too many unpaid bookings")]
+    TooManyHolds,
     /// The payout's lock was taken over; nothing was written.
     #[error("the job lost its lock: {0}")]
     Fenced(#[from] payguard_lock::LockError),
@@ -32,6 +35,17 @@ pub enum StoreError {
     /// written.
     #[error("the answer could not be stored: {0}")]
     Answer(#[from] payguard_idempotency::StoreError),
+}
+
+/// What became of a received webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxOutcome {
+    /// Applied.
+    Processed,
+    /// Not applied yet; the provider delivers it again.
+    Failed(String),
+    /// Authentic but unprocessable: acknowledged, kept for a person.
+    Dead(String),
 }
 
 /// A hold to place.
@@ -53,6 +67,8 @@ pub struct NewHold {
     pub currency: String,
     /// How long the unpaid hold lasts.
     pub hold_for: Duration,
+    /// Unpaid holds the guest's email may have at once, this one included.
+    pub open_holds: u32,
 }
 
 /// What a payment confirmation did.
@@ -137,7 +153,8 @@ fn payout_text(status: PayoutStatus) -> &'static str {
 macro_rules! booking_columns {
     () => {
         "id, listing_id, guest, check_in, check_out, amount_minor, currency, status, hold_expires_at, \
-         gateway, payment_reference, authorization_url, escrow, payout_status, payout_reference, refund_status"
+         gateway, payment_reference, authorization_url, escrow, payout_status, payout_reference, refund_status, \
+         gateway_checks, next_check_at"
     };
 }
 
@@ -177,6 +194,8 @@ fn booking(row: &PgRow) -> Result<Booking, sqlx::Error> {
         payout_status,
         payout_reference: row.try_get("payout_reference")?,
         refund_status: row.try_get("refund_status")?,
+        gateway_checks: u32::try_from(row.try_get::<i32, _>("gateway_checks")?).unwrap_or(0),
+        next_check_at: row.try_get("next_check_at")?,
     })
 }
 
@@ -396,11 +415,25 @@ impl Store {
             payout_status: PayoutStatus::None,
             payout_reference: None,
             refund_status: None,
+            gateway_checks: 0,
+            next_check_at: None,
         };
+        let email = booking.guest.email.to_lowercase();
         match self {
             Self::Memory(memory) => {
                 let mut state = Self::memory_state(memory);
                 state.expire_lapsed();
+                let open = state
+                    .bookings
+                    .values()
+                    .filter(|other| {
+                        other.status == BookingStatus::PendingPayment
+                            && other.guest.email.to_lowercase() == email
+                    })
+                    .count();
+                if open >= hold.open_holds as usize {
+                    return Err(StoreError::TooManyHolds);
+                }
                 if state.overlaps(&booking.listing_id, booking.check_in, booking.check_out, "") {
                     return Err(StoreError::DatesUnavailable);
                 }
@@ -412,6 +445,23 @@ impl Store {
                 // One booking at a time per listing: concurrent inserts that
                 // violate the exclusion constraint would otherwise wait on
                 // each other and deadlock. The constraint stays the guarantee.
+                // One hold at a time per guest too, so racing requests
+                // cannot both see room for one more.
+                sqlx::query("SELECT pg_advisory_xact_lock(20261201, hashtext($1))")
+                    .bind(&email)
+                    .execute(&mut *tx)
+                    .await?;
+                let open: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM bookings
+                      WHERE status = 'pending_payment' AND hold_expires_at > now()
+                        AND lower(guest->>'email') = $1",
+                )
+                .bind(&email)
+                .fetch_one(&mut *tx)
+                .await?;
+                if open >= i64::from(hold.open_holds) {
+                    return Err(StoreError::TooManyHolds);
+                }
                 lock_listing(&mut tx, &booking.listing_id).await?;
                 sqlx::query(
                     "UPDATE bookings SET status = 'expired', updated_at = now()
@@ -588,6 +638,46 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
                 Ok(rows.iter().map(booking).collect::<Result<_, _>>()?)
+            }
+        }
+    }
+
+    /// Records that reconciliation asked the gateway about `id`'s charge,
+    /// and when it may ask again ([`crate::domain::check_backoff`]).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn charge_checked(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(memory) => {
+                if let Some(booking) = Self::memory_state(memory).bookings.get_mut(id) {
+                    booking.next_check_at =
+                        Some(now() + crate::domain::check_backoff(booking.gateway_checks));
+                    booking.gateway_checks = booking.gateway_checks.saturating_add(1);
+                }
+                Ok(())
+            }
+            Self::Postgres(pool) => {
+                let checks: Option<i32> =
+                    sqlx::query_scalar("SELECT gateway_checks FROM bookings WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(pool)
+                        .await?;
+                let Some(checks) = checks else {
+                    return Ok(());
+                };
+                let wait = crate::domain::check_backoff(u32::try_from(checks).unwrap_or(0));
+                sqlx::query(
+                    "UPDATE bookings SET gateway_checks = gateway_checks + 1,
+                            next_check_at = now() + make_interval(secs => $2)
+                      WHERE id = $1",
+                )
+                .bind(id)
+                .bind(wait.as_secs_f64())
+                .execute(pool)
+                .await?;
+                Ok(())
             }
         }
     }
@@ -938,8 +1028,10 @@ impl Store {
                         updated_at = now()
                   WHERE id = $1 AND CASE $2
                         WHEN 'requested' THEN refund_status IS NULL
-                        WHEN 'pending' THEN refund_status IS NULL OR refund_status = 'requested'
-                        ELSE refund_status IS NULL OR refund_status IN ('requested', 'pending') END",
+                        WHEN 'pending' THEN refund_status = 'requested'
+                        WHEN 'processed' THEN refund_status IN ('requested', 'pending')
+                        WHEN 'failed' THEN refund_status IN ('requested', 'pending')
+                        ELSE false END",
             )
             .bind(id)
             .bind(status)
@@ -950,7 +1042,9 @@ impl Store {
         }
     }
 
-    /// Records a refund's progress by the charge it refunds.
+    /// Records a refund's progress by the charge it refunds; answers
+    /// whether it moved the refund forward (a refund this backend started,
+    /// not already further on).
     ///
     /// # Errors
     ///
@@ -959,7 +1053,7 @@ impl Store {
         &self,
         payment_reference: &str,
         status: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let id = match self {
             Self::Memory(memory) => Self::memory_state(memory)
                 .bookings
@@ -979,8 +1073,8 @@ impl Store {
             }
         };
         match id {
-            Some(id) => self.set_refund(&id, status).await.map(|_| ()),
-            None => Ok(()),
+            Some(id) => self.set_refund(&id, status).await,
+            None => Ok(false),
         }
     }
 
@@ -1176,11 +1270,12 @@ impl Store {
         &self,
         provider: &str,
         event_id: &str,
-        outcome: Result<(), String>,
+        outcome: InboxOutcome,
     ) -> Result<(), StoreError> {
         let (status, error) = match &outcome {
-            Ok(()) => ("processed", None),
-            Err(error) => ("failed", Some(error.as_str())),
+            InboxOutcome::Processed => ("processed", None),
+            InboxOutcome::Failed(error) => ("failed", Some(error.as_str())),
+            InboxOutcome::Dead(why) => ("dead", Some(why.as_str())),
         };
         match self {
             Self::Memory(memory) => {
@@ -1253,11 +1348,14 @@ fn is_conflict(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
+/// Refund states move forward only, and only from a refund this backend
+/// started (claimed as `requested`): a gateway's event about a refund we
+/// never asked for moves no money.
 fn refund_may_become(current: Option<&str>, next: &str) -> bool {
     match next {
         "requested" => current.is_none(),
-        "pending" => matches!(current, None | Some("requested")),
-        "processed" | "failed" => matches!(current, None | Some("requested" | "pending")),
+        "pending" => current == Some("requested"),
+        "processed" | "failed" => matches!(current, Some("requested" | "pending")),
         _ => false,
     }
 }

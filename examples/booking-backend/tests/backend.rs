@@ -65,6 +65,8 @@ async fn backend_with(
         escrow_hold: Duration::from_secs(3600),
         job_every: Duration::from_secs(60),
         instance: "test".to_owned(),
+        limits: booking_backend::server::Limits::default(),
+        guests: booking_backend::domain::GuestLimits::default(),
     })
     .await
     .unwrap();
@@ -314,6 +316,7 @@ async fn payouts_move_forward_only(store: Store) {
             amount_minor: 200,
             currency: "NGN".to_owned(),
             hold_for: Duration::from_secs(600),
+            open_holds: 3,
         })
         .await
         .unwrap();
