@@ -82,6 +82,24 @@ impl GatewayError {
         matches!(self, Self::Status { status, .. } if (400..500).contains(status) && *status != 429)
     }
 
+    /// Whether the gateway says it has no such charge: Paystack's 404, or
+    /// Flutterwave's "No transaction was found" (which is also its answer
+    /// before the customer attempts to pay).
+    fn is_no_such_charge(&self, gateway: Gateway) -> bool {
+        match (gateway, self) {
+            (Gateway::Paystack, Self::Status { status: 404, .. }) => true,
+            (
+                Gateway::Flutterwave,
+                Self::Status {
+                    status: 400 | 404,
+                    message,
+                    ..
+                },
+            ) => message.starts_with("No transaction was found"),
+            _ => false,
+        }
+    }
+
     /// Whether the gateway might have acted on the request.
     pub fn is_ambiguous(&self) -> bool {
         matches!(self, Self::NoAnswer(_) | Self::Malformed(_))
@@ -427,15 +445,16 @@ impl Gateways {
                     currency: data["currency"].as_str().unwrap_or_default().to_owned(),
                 }))
             }
-            Err(GatewayError::Status { status: 404, .. }) => Ok(None),
+            Err(error) if error.is_no_such_charge(gateway) => Ok(None),
             Err(error) => Err(error),
         }
     }
 
     /// Pays a host. The reference is deterministic (`escrow_<booking>`):
     /// an ambiguous failure is retried with the same reference, and if the
-    /// outcome is still unknown, the gateway is asked by reference, never
-    /// sent a new one.
+    /// outcome is still unknown, or the gateway refuses the reference as
+    /// already used, the gateway is asked by reference, never sent a new
+    /// one.
     ///
     /// # Errors
     ///
@@ -511,7 +530,10 @@ impl Gateways {
         };
         match sent {
             Ok(answer) => Ok(transfer_state(gateway, &answer["data"]["status"])),
-            Err(error) if error.is_ambiguous() => {
+            // Unclear, or refused: a retry after a lost answer is refused
+            // as a reused reference (Paystack: "Duplicate Transfer
+            // Reference"), so the reference decides what happened.
+            Err(error) if error.is_ambiguous() || error.is_refusal() => {
                 match self.verify_payout(gateway, reference, request_id).await? {
                     Some(state) => Ok(state),
                     None => Err(error),
@@ -673,4 +695,55 @@ fn major(minor_units: i64) -> Value {
 /// A major-unit number as minor units.
 fn minor(major_units: f64) -> i64 {
     (major_units * 100.0).round() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paystack's transfer lifecycle: only a conclusive status ends a
+    /// payout; `otp` and `received` wait.
+    #[test]
+    fn every_documented_transfer_status_maps_to_its_meaning() {
+        for (status, state) in [
+            ("pending", TransferState::Pending),
+            ("otp", TransferState::Pending),
+            ("received", TransferState::Pending),
+            ("success", TransferState::Paid),
+            ("failed", TransferState::Failed),
+            ("abandoned", TransferState::Failed),
+            ("blocked", TransferState::Failed),
+            ("rejected", TransferState::Failed),
+            ("reversed", TransferState::Reversed),
+        ] {
+            assert_eq!(
+                transfer_state(Gateway::Paystack, &json!(status)),
+                state,
+                "{status}"
+            );
+        }
+        for (status, state) in [
+            ("NEW", TransferState::Pending),
+            ("PENDING", TransferState::Pending),
+            ("SUCCESSFUL", TransferState::Paid),
+            ("FAILED", TransferState::Failed),
+        ] {
+            assert_eq!(
+                transfer_state(Gateway::Flutterwave, &json!(status)),
+                state,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_transaction_yet_is_no_charge() {
+        let flutterwave = GatewayError::Status {
+            status: 400,
+            message: "No transaction was found for this id".to_owned(),
+            retry_after: None,
+        };
+        assert!(flutterwave.is_no_such_charge(Gateway::Flutterwave));
+        assert!(!flutterwave.is_no_such_charge(Gateway::Paystack));
+    }
 }

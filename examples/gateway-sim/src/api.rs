@@ -79,8 +79,13 @@ pub(crate) fn major_to_minor(value: &Value) -> Option<i64> {
     (major.is_finite() && exact && (1.0..9.0e15).contains(&minor)).then_some(minor as i64)
 }
 
-/// Minor units as Flutterwave's major-unit number.
+/// Minor units as Flutterwave's major-unit number: an integer when whole
+/// (`5500`, as Flutterwave's samples print it; `5500.0` breaks clients
+/// that read integers), else a decimal (`26.88`).
 pub(crate) fn major(minor: i64) -> Value {
+    if minor % 100 == 0 {
+        return Value::from(minor / 100);
+    }
     serde_json::Number::from_f64(minor as f64 / 100.0).map_or(Value::Null, Value::Number)
 }
 
@@ -121,6 +126,8 @@ mod tests {
         assert!(!valid_transfer_reference("Escrow_bk_0000000042"));
         assert!(!valid_transfer_reference("short"));
         assert!(valid_charge_reference("bk.42=a-b"));
+        assert_eq!(major(550_000).to_string(), "5500");
+        assert_eq!(major(2_688).to_string(), "26.88");
         assert!(!valid_charge_reference("bk 42"));
     }
 }

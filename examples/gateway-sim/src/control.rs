@@ -212,7 +212,8 @@ async fn complete_charge(
         let Some(charge) = books.charges.get_mut(&key) else {
             return Err(Problem(StatusCode::NOT_FOUND, format!("no {reference:?}")));
         };
-        if charge.status != "pending" {
+        // Paystack's `abandoned` only means nobody has paid yet.
+        if !matches!(charge.status.as_str(), "pending" | "abandoned" | "ongoing") {
             return Err(Problem(
                 StatusCode::CONFLICT,
                 format!("charge {reference:?} is already {}", charge.status),
@@ -223,8 +224,11 @@ async fn complete_charge(
             (Provider::Flutterwave, "success") => "successful",
             (_, "failed") => "failed",
             (Provider::Paystack, "abandoned") => "abandoned",
+            (Provider::Paystack, "attempted") => "ongoing",
+            (Provider::Flutterwave, "attempted") => "pending",
             _ => return Err(bad_request(format!("unknown outcome {outcome:?}"))),
         };
+        charge.attempted = charge.attempted || outcome != "abandoned";
         charge.status = status.to_owned();
         let mut events = Vec::new();
         if outcome == "success" {
@@ -239,12 +243,16 @@ async fn complete_charge(
                 provider,
                 name: "charge.success",
                 data: charge.paystack_json(),
+                event_type: None,
             }),
-            Provider::Flutterwave if outcome != "abandoned" => events.push(Event {
-                provider,
-                name: "charge.completed",
-                data: charge.flutterwave_json(),
-            }),
+            Provider::Flutterwave if matches!(outcome, "success" | "failed") => {
+                events.push(Event {
+                    provider,
+                    name: "charge.completed",
+                    data: charge.flutterwave_json(),
+                    event_type: Some("CARD_TRANSACTION"),
+                })
+            }
             _ => {}
         }
         (events, charge)
@@ -260,11 +268,12 @@ async fn settle_transfer(
 ) -> Answer {
     let asked: Outcome = parse(&body)?;
     let provider = which(&sim.books().transfers, &reference, asked.provider)?;
-    let outcome = match asked.outcome.as_deref().unwrap_or("success") {
-        "success" => TransferOutcome::Success,
-        "failed" => TransferOutcome::Failed,
-        "reversed" => TransferOutcome::Reversed,
-        other => return Err(bad_request(format!("unknown outcome {other:?}"))),
+    let Some(outcome) = TransferOutcome::parse(asked.outcome.as_deref().unwrap_or("success"))
+    else {
+        return Err(bad_request(format!(
+            "unknown outcome {:?}: pending, otp, received, success, failed, reversed, abandoned, blocked or rejected",
+            asked.outcome
+        )));
     };
     settle(
         &sim,
@@ -280,20 +289,87 @@ async fn settle_transfer(
 
 async fn settle_refund(State(sim): State<Sim>, Path(id): Path<u64>, body: bytes::Bytes) -> Answer {
     let asked: Outcome = parse(&body)?;
-    let processed = match asked.outcome.as_deref().unwrap_or("processed") {
-        "processed" | "completed" | "success" => true,
-        "failed" => false,
+    let outcome = match asked.outcome.as_deref().unwrap_or("processed") {
+        "processing" => RefundOutcome::Processing,
+        "processed" | "completed" | "success" => RefundOutcome::Processed,
+        "failed" => RefundOutcome::Failed,
         other => return Err(bad_request(format!("unknown outcome {other:?}"))),
     };
-    settle(&sim, Settle::Refund { id, processed }).map(Json)
+    settle(&sim, Settle::Refund { id, outcome }).map(Json)
 }
 
-/// How a transfer ends.
+/// Where a transfer goes next: Paystack's documented lifecycle
+/// (<https://paystack.com/docs/transfers/how-transfers-work>). `Pending`,
+/// `Otp` and `Received` are not conclusive; the rest are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TransferOutcome {
+    Pending,
+    Otp,
+    Received,
     Success,
     Failed,
     Reversed,
+    Abandoned,
+    Blocked,
+    Rejected,
+}
+
+impl TransferOutcome {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "otp" => Self::Otp,
+            "received" => Self::Received,
+            "success" => Self::Success,
+            "failed" => Self::Failed,
+            "reversed" => Self::Reversed,
+            "abandoned" => Self::Abandoned,
+            "blocked" => Self::Blocked,
+            "rejected" => Self::Rejected,
+            _ => return None,
+        })
+    }
+
+    /// The status the provider shows, if it has this state.
+    fn status(self, provider: Provider) -> Option<&'static str> {
+        Some(match (provider, self) {
+            (Provider::Paystack, Self::Pending) => "pending",
+            (Provider::Paystack, Self::Otp) => "otp",
+            (Provider::Paystack, Self::Received) => "received",
+            (Provider::Paystack, Self::Success) => "success",
+            (Provider::Paystack, Self::Failed) => "failed",
+            (Provider::Paystack, Self::Reversed) => "reversed",
+            (Provider::Paystack, Self::Abandoned) => "abandoned",
+            (Provider::Paystack, Self::Blocked) => "blocked",
+            (Provider::Paystack, Self::Rejected) => "rejected",
+            (Provider::Flutterwave, Self::Pending) => "PENDING",
+            (Provider::Flutterwave, Self::Success) => "SUCCESSFUL",
+            (Provider::Flutterwave, Self::Failed) => "FAILED",
+            (Provider::Flutterwave, Self::Reversed) => "REVERSED",
+            (Provider::Flutterwave, _) => return None,
+        })
+    }
+
+    fn conclusive(self) -> bool {
+        !matches!(self, Self::Pending | Self::Otp | Self::Received)
+    }
+
+    /// The money goes back to the balance.
+    fn returns_money(self) -> bool {
+        self.conclusive() && self != Self::Success
+    }
+
+    /// The webhook Paystack documents for it; none for the approval
+    /// outcomes (`abandoned`, `blocked`, `rejected`) and the steps on the
+    /// way.
+    fn paystack_event(self) -> Option<&'static str> {
+        match self {
+            Self::Success => Some("transfer.success"),
+            Self::Failed => Some("transfer.failed"),
+            Self::Reversed => Some("transfer.reversed"),
+            _ => None,
+        }
+    }
 }
 
 /// A bank-side event.
@@ -307,13 +383,23 @@ pub(crate) enum Settle {
     },
     Refund {
         id: u64,
-        processed: bool,
+        outcome: RefundOutcome,
     },
+}
+
+/// Where a refund goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefundOutcome {
+    /// Paystack's step between `pending` and `processed`.
+    Processing,
+    Processed,
+    Failed,
 }
 
 /// Applies a bank-side event and sends its webhooks.
 pub(crate) fn settle(sim: &Sim, settle: Settle) -> Result<Value, Problem> {
     let initial = sim.config.initial_balance;
+    let now = sim.now();
     let (events, answer) = {
         let mut books = sim.books();
         match settle {
@@ -329,12 +415,18 @@ pub(crate) fn settle(sim: &Sim, settle: Settle) -> Result<Value, Problem> {
                 };
                 let open = matches!(
                     transfer.status.as_str(),
-                    "pending" | "otp" | "NEW" | "PENDING"
+                    "pending" | "otp" | "received" | "NEW" | "PENDING"
                 );
                 let done = matches!(transfer.status.as_str(), "success" | "SUCCESSFUL");
                 let allowed = match outcome {
-                    TransferOutcome::Success | TransferOutcome::Failed => open,
                     TransferOutcome::Reversed => open || done,
+                    _ => open,
+                };
+                let Some(status) = outcome.status(provider) else {
+                    return Err(bad_request(format!(
+                        "{} transfers have no {outcome:?} state",
+                        provider.as_str()
+                    )));
                 };
                 if !allowed {
                     return Err(Problem(
@@ -342,88 +434,106 @@ pub(crate) fn settle(sim: &Sim, settle: Settle) -> Result<Value, Problem> {
                         format!("transfer {reference:?} is {}", transfer.status),
                     ));
                 }
-                let status = match (provider, outcome) {
-                    (Provider::Paystack, TransferOutcome::Success) => "success",
-                    (Provider::Paystack, TransferOutcome::Failed) => "failed",
-                    (Provider::Paystack, TransferOutcome::Reversed) => "reversed",
-                    (Provider::Flutterwave, TransferOutcome::Success) => "SUCCESSFUL",
-                    (Provider::Flutterwave, TransferOutcome::Failed) => "FAILED",
-                    (Provider::Flutterwave, TransferOutcome::Reversed) => "REVERSED",
-                };
                 transfer.status = status.to_owned();
-                if outcome == TransferOutcome::Failed {
+                transfer.updated_at = now.clone();
+                if outcome == TransferOutcome::Success {
+                    transfer.transferred_at = Some(now.clone());
+                }
+                if outcome.returns_money() && outcome != TransferOutcome::Reversed {
                     transfer.failure =
                         Some(reason.unwrap_or_else(|| "Could not complete transfer".to_owned()));
                 }
                 let transfer = transfer.clone();
-                if outcome != TransferOutcome::Success {
+                if outcome.returns_money() {
                     books.credit(provider, &transfer.currency, transfer.amount, initial);
                 }
                 let event = match provider {
-                    Provider::Paystack => Event {
+                    Provider::Paystack => outcome.paystack_event().map(|name| Event {
                         provider,
-                        name: match outcome {
-                            TransferOutcome::Success => "transfer.success",
-                            TransferOutcome::Failed => "transfer.failed",
-                            TransferOutcome::Reversed => "transfer.reversed",
-                        },
-                        data: transfer.paystack_json(),
-                    },
-                    Provider::Flutterwave => Event {
+                        name,
+                        data: transfer.paystack_event_json(&books),
+                        event_type: None,
+                    }),
+                    Provider::Flutterwave => outcome.conclusive().then(|| Event {
                         provider,
                         name: "transfer.completed",
-                        data: transfer.flutterwave_json(),
-                    },
+                        data: transfer.flutterwave_event_json(),
+                        event_type: Some("Transfer"),
+                    }),
                 };
                 (
-                    vec![event],
+                    event.into_iter().collect(),
                     serde_json::to_value(&transfer).unwrap_or_default(),
                 )
             }
-            Settle::Refund { id, processed } => {
+            Settle::Refund { id, outcome } => {
                 let Some(refund) = books.refunds.iter_mut().find(|refund| refund.id == id) else {
                     return Err(Problem(StatusCode::NOT_FOUND, format!("no refund {id}")));
                 };
-                if refund.status != "pending" {
+                let provider = refund.provider;
+                let open = match (provider, outcome) {
+                    (Provider::Paystack, RefundOutcome::Processing) => refund.status == "pending",
+                    (Provider::Flutterwave, RefundOutcome::Processing) => {
+                        return Err(bad_request("Flutterwave refunds have no processing step"));
+                    }
+                    _ => matches!(refund.status.as_str(), "pending" | "processing"),
+                };
+                if !open {
                     return Err(Problem(
                         StatusCode::CONFLICT,
                         format!("refund {id} is {}", refund.status),
                     ));
                 }
-                let provider = refund.provider;
-                refund.status = match (provider, processed) {
-                    (_, false) => "failed",
-                    (Provider::Paystack, true) => "processed",
-                    (Provider::Flutterwave, true) => "completed",
+                refund.status = match (provider, outcome) {
+                    (_, RefundOutcome::Failed) => "failed",
+                    (_, RefundOutcome::Processing) => "processing",
+                    (Provider::Paystack, RefundOutcome::Processed) => "processed",
+                    (Provider::Flutterwave, RefundOutcome::Processed) => "completed",
                 }
                 .to_owned();
+                if outcome != RefundOutcome::Processing {
+                    refund.settled_at = Some(now.clone());
+                }
                 let refund = refund.clone();
                 let charge_key = (provider, refund.charge_reference.clone());
-                let charge_id = books.charges.get(&charge_key).map_or(0, |charge| charge.id);
-                if !processed {
-                    books.credit(provider, &refund.currency, refund.amount, initial);
-                    if let Some(charge) = books.charges.get_mut(&charge_key) {
-                        charge.refunded -= refund.amount;
+                if let Some(charge) = books.charges.get_mut(&charge_key) {
+                    match outcome {
+                        RefundOutcome::Failed => charge.refunded -= refund.amount,
+                        // Paystack: a fully refunded transaction reads
+                        // `reversed` ("Understanding refund statuses").
+                        RefundOutcome::Processed
+                            if provider == Provider::Paystack
+                                && charge.refunded >= charge.amount =>
+                        {
+                            charge.status = "reversed".to_owned();
+                        }
+                        _ => {}
                     }
                 }
+                if outcome == RefundOutcome::Failed {
+                    books.credit(provider, &refund.currency, refund.amount, initial);
+                }
+                let charge = books.charges.get(&charge_key);
                 let event = match provider {
                     Provider::Paystack => Event {
                         provider,
-                        name: if processed {
-                            "refund.processed"
-                        } else {
-                            "refund.failed"
+                        name: match outcome {
+                            RefundOutcome::Processing => "refund.processing",
+                            RefundOutcome::Processed => "refund.processed",
+                            RefundOutcome::Failed => "refund.failed",
                         },
-                        data: refund.paystack_json(),
+                        data: refund.paystack_event_json(charge.map_or("", |charge| &charge.email)),
+                        event_type: None,
                     },
                     Provider::Flutterwave => Event {
                         provider,
-                        name: if processed {
+                        name: if outcome == RefundOutcome::Processed {
                             "refund.completed"
                         } else {
                             "refund.failed"
                         },
-                        data: refund.flutterwave_json(charge_id),
+                        data: refund.flutterwave_json(charge.map_or(0, |charge| charge.id)),
+                        event_type: Some("REFUND"),
                     },
                 };
                 (

@@ -5,7 +5,7 @@
 // Indexing a serde_json::Value by key yields Null when absent; it never panics.
 #![allow(clippy::indexing_slicing)]
 
-use crate::control::{Settle, TransferOutcome};
+use crate::control::{RefundOutcome, Settle, TransferOutcome};
 use crate::faults::{self, envelope};
 use crate::model::{Charge, Provider, Refund, Transfer};
 use crate::{Sim, api};
@@ -28,13 +28,26 @@ pub(crate) fn router(sim: Sim) -> Router {
             "/transactions/verify_by_reference",
             get(verify_by_reference),
         )
+        .route("/transactions", get(list_transactions))
         .route("/transactions/{id}/verify", get(verify))
         .route("/transactions/{id}/refund", post(create_refund))
+        .route("/refunds", get(list_refunds))
         .route("/refunds/{id}", get(fetch_refund))
         .route("/transfers", post(create_transfer).get(list_transfers))
+        .route("/transfers/fee", get(transfer_fee))
         .route("/transfers/{id}", get(fetch_transfer))
-        .route("/transfers/{id}/retries", post(retry_transfer))
+        .route(
+            "/transfers/{id}/retries",
+            post(retry_transfer).get(list_retries),
+        )
+        .route("/banks/{country}", get(banks))
+        .route("/accounts/resolve", post(resolve_account))
+        .route("/balances", get(balances))
+        .route("/balances/{currency}", get(balance))
         .fallback(|| async { fail(StatusCode::NOT_FOUND, "Not found") })
+        .method_not_allowed_fallback(|| async {
+            fail(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        })
         .layer(from_fn_with_state(
             (sim.clone(), FLUTTERWAVE),
             api::authorize,
@@ -92,6 +105,12 @@ async fn create_payment(State(sim): State<Sim>, bytes: Bytes) -> Response {
                 refunded: 0,
                 created_at: now,
                 paid_at: None,
+                attempted: false,
+                metadata: request["meta"].clone(),
+                customer_name: request["customer"]["name"].as_str().map(str::to_owned),
+                customer_phone: request["customer"]["phonenumber"]
+                    .as_str()
+                    .map(str::to_owned),
             },
         );
     }
@@ -101,17 +120,24 @@ async fn create_payment(State(sim): State<Sim>, bytes: Bytes) -> Response {
     )
 }
 
+/// A Standard payment is no transaction until the customer attempts to
+/// pay: before that, verify finds nothing, as for an unknown id (the
+/// status is 400 in the reports we found; unconfirmed).
 fn charge_answer(charge: Option<&Charge>) -> Response {
-    match charge {
+    match charge.filter(|charge| charge.attempted) {
         Some(charge) => ok(
             "Transaction fetched successfully",
             charge.flutterwave_json(),
         ),
-        None => fail(
-            StatusCode::NOT_FOUND,
-            "No transaction was found for this id",
-        ),
+        None => no_transaction(),
     }
+}
+
+fn no_transaction() -> Response {
+    fail(
+        StatusCode::BAD_REQUEST,
+        "No transaction was found for this id",
+    )
 }
 
 async fn verify(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
@@ -155,15 +181,10 @@ async fn create_refund(State(sim): State<Sim>, Path(id): Path<String>, bytes: By
     let (refund, charge_id) = {
         let mut books = sim.books();
         let refund_id = books.new_id();
-        let Some(charge) = books
-            .charges
-            .values_mut()
-            .find(|charge| charge.provider == FLUTTERWAVE && charge.id.to_string() == id)
-        else {
-            return fail(
-                StatusCode::NOT_FOUND,
-                "No transaction was found for this id",
-            );
+        let Some(charge) = books.charges.values_mut().find(|charge| {
+            charge.provider == FLUTTERWAVE && charge.attempted && charge.id.to_string() == id
+        }) else {
+            return no_transaction();
         };
         if charge.status != "successful" {
             return fail(
@@ -188,6 +209,7 @@ async fn create_refund(State(sim): State<Sim>, Path(id): Path<String>, bytes: By
             currency: charge.currency.clone(),
             status: "pending".to_owned(),
             created_at: now,
+            settled_at: None,
         };
         let charge_id = charge.id;
         books.credit(FLUTTERWAVE, &refund.currency, -amount, initial);
@@ -196,7 +218,7 @@ async fn create_refund(State(sim): State<Sim>, Path(id): Path<String>, bytes: By
     };
     sim.auto_settle(Settle::Refund {
         id: refund.id,
-        processed: true,
+        outcome: RefundOutcome::Processed,
     });
     ok(
         "Transaction refund initiated",
@@ -280,8 +302,10 @@ fn transfer(sim: &Sim, bytes: &[u8]) -> (StatusCode, Vec<u8>) {
     let Some(amount) = api::major_to_minor(&request["amount"]) else {
         return failure(StatusCode::BAD_REQUEST, "Invalid amount");
     };
-    let Some(reference) = field("reference") else {
-        return failure(StatusCode::BAD_REQUEST, "reference is required");
+    // Optional: Flutterwave makes one up when it is absent.
+    let reference = match field("reference") {
+        Some(reference) => reference,
+        None => format!("TRF-{}", sim.code(12).to_uppercase()),
     };
     if !reference
         .bytes()
@@ -296,27 +320,20 @@ fn transfer(sim: &Sim, bytes: &[u8]) -> (StatusCode, Vec<u8>) {
     let currency = field("currency").unwrap_or_else(|| "NGN".to_owned());
     let narration = field("narration").unwrap_or_default();
     let recipient = format!("{bank}:{account}");
-    let fingerprint = format!("{amount}|{currency}|{recipient}|{narration}");
     let now = sim.now();
     let initial = sim.config.initial_balance;
     let transfer = {
         let mut books = sim.books();
         let key = (FLUTTERWAVE, reference.clone());
+        // A reference is unique; what v3 answers for a reused one is not
+        // documented, so this refuses it like Paystack does (a client
+        // then asks by reference). Flutterwave's documented replay is the
+        // `X-Idempotency-Key` header (v4), served above.
         if let Some(existing) = books.transfers.get_mut(&key) {
-            if existing.fingerprint != fingerprint {
-                return failure(
-                    StatusCode::BAD_REQUEST,
-                    "Duplicate reference: a transfer with this reference has different details",
-                );
-            }
             existing.create_requests += 1;
-            return answer(
-                StatusCode::OK,
-                json!({
-                    "status": "success",
-                    "message": "Transfer Queued Successfully",
-                    "data": existing.flutterwave_json(),
-                }),
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "A transfer with this reference already exists",
             );
         }
         if books.balance(FLUTTERWAVE, &currency, initial) < amount {
@@ -336,9 +353,11 @@ fn transfer(sim: &Sim, bytes: &[u8]) -> (StatusCode, Vec<u8>) {
             transfer_code: String::new(),
             create_requests: 1,
             attempts: 1,
+            retry_of: None,
             failure: None,
-            created_at: now,
-            fingerprint,
+            created_at: now.clone(),
+            updated_at: now,
+            transferred_at: None,
         };
         books.transfers.insert(key, transfer.clone());
         transfer
@@ -377,21 +396,53 @@ async fn list_transfers(
 ) -> Response {
     let books = sim.books();
     let wanted = query.get("reference");
-    let transfers: Vec<Value> = books
+    let status = query.get("status");
+    let transfers = books
         .transfers
         .values()
         .filter(|transfer| transfer.provider == FLUTTERWAVE)
         .filter(|transfer| wanted.is_none_or(|wanted| *wanted == transfer.reference))
+        .filter(|transfer| {
+            status.is_none_or(|status| status.eq_ignore_ascii_case(&transfer.status))
+        })
         .map(Transfer::flutterwave_json)
         .collect();
-    ok("Transfers fetched", Value::Array(transfers))
+    page("Transfers fetched", transfers, &query)
 }
 
+/// Ten `items` a page (newest first), with `meta.page_info` as Flutterwave's
+/// lists carry it.
+fn page(message: &str, mut items: Vec<Value>, query: &BTreeMap<String, String>) -> Response {
+    const PER_PAGE: usize = 10;
+    items.reverse();
+    let page = query
+        .get("page")
+        .and_then(|page| page.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let total = items.len();
+    let data: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1).saturating_mul(PER_PAGE))
+        .take(PER_PAGE)
+        .collect();
+    let body = json!({
+        "status": "success",
+        "message": message,
+        "meta": { "page_info": { "total": total, "current_page": page, "total_pages": total.div_ceil(PER_PAGE) } },
+        "data": data,
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// A retry is a new transfer, `<reference>_RETRY_<n>`; the failed one
+/// stays failed (the retry samples of Flutterwave's SDK documentation).
 async fn retry_transfer(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let initial = sim.config.initial_balance;
-    let transfer = {
+    let now = sim.now();
+    let retry = {
         let mut books = sim.books();
-        let Some(transfer) = books
+        let Some(original) = books
             .transfers
             .values()
             .find(|transfer| transfer.provider == FLUTTERWAVE && transfer.id.to_string() == id)
@@ -399,40 +450,193 @@ async fn retry_transfer(State(sim): State<Sim>, Path(id): Path<String>) -> Respo
         else {
             return fail(StatusCode::NOT_FOUND, "Transfer not found");
         };
-        if transfer.status != "FAILED" {
+        let latest_failed = books
+            .transfers
+            .values()
+            .filter(|transfer| transfer.retry_of == Some(original.id))
+            .map(|transfer| transfer.status.as_str())
+            .next_back()
+            .unwrap_or(original.status.as_str())
+            == "FAILED";
+        if !latest_failed {
             return fail(
                 StatusCode::BAD_REQUEST,
                 "Only failed transfers can be retried",
             );
         }
-        let reason = transfer.failure.clone().unwrap_or_default().to_lowercase();
+        let reason = original.failure.clone().unwrap_or_default().to_lowercase();
         if reason.contains("insufficient balance") || reason.contains("minimum amount") {
             return fail(
                 StatusCode::BAD_REQUEST,
                 "This transfer failed for a reason a retry cannot fix",
             );
         }
-        if books.balance(FLUTTERWAVE, &transfer.currency, initial) < transfer.amount {
+        if books.balance(FLUTTERWAVE, &original.currency, initial) < original.amount {
             return fail(StatusCode::BAD_REQUEST, "Insufficient balance");
         }
-        books.credit(FLUTTERWAVE, &transfer.currency, -transfer.amount, initial);
-        let key = (FLUTTERWAVE, transfer.reference.clone());
-        let Some(stored) = books.transfers.get_mut(&key) else {
+        books.credit(FLUTTERWAVE, &original.currency, -original.amount, initial);
+        let id = books.new_id();
+        let Some(stored) = books
+            .transfers
+            .get_mut(&(FLUTTERWAVE, original.reference.clone()))
+        else {
             return fail(StatusCode::NOT_FOUND, "Transfer not found");
         };
-        stored.status = "NEW".to_owned();
-        stored.failure = None;
         stored.attempts += 1;
-        stored.clone()
+        let retry = Transfer {
+            id,
+            reference: format!("{}_RETRY_{}", original.reference, stored.attempts - 1),
+            status: "NEW".to_owned(),
+            create_requests: 1,
+            attempts: 1,
+            retry_of: Some(original.id),
+            failure: None,
+            created_at: now.clone(),
+            updated_at: now,
+            transferred_at: None,
+            ..original
+        };
+        books
+            .transfers
+            .insert((FLUTTERWAVE, retry.reference.clone()), retry.clone());
+        retry
     };
     sim.auto_settle(Settle::Transfer {
         provider: FLUTTERWAVE,
-        reference: transfer.reference.clone(),
+        reference: retry.reference.clone(),
         outcome: TransferOutcome::Success,
         reason: None,
     });
+    ok("Transfer retry attempt queued.", retry.flutterwave_json())
+}
+
+async fn list_retries(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    let books = sim.books();
+    let Some(original) = books
+        .transfers
+        .values()
+        .find(|transfer| transfer.provider == FLUTTERWAVE && transfer.id.to_string() == id)
+    else {
+        return fail(StatusCode::NOT_FOUND, "Transfer not found");
+    };
+    let retries: Vec<Value> = books
+        .transfers
+        .values()
+        .filter(|transfer| transfer.retry_of == Some(original.id))
+        .map(Transfer::flutterwave_json)
+        .collect();
+    ok("Transfer retry attempts retrieved.", Value::Array(retries))
+}
+
+/// `GET /transfers/fee?amount=&currency=`.
+async fn transfer_fee(Query(query): Query<BTreeMap<String, String>>) -> Response {
+    let amount = query
+        .get("amount")
+        .and_then(|amount| api::major_to_minor(&json!(amount)))
+        .unwrap_or(0);
+    let fee = crate::model::transfer_fee(amount);
+    let currency = query.get("currency").map_or("NGN", String::as_str);
     ok(
-        "Transfer retry attempt queued.",
-        transfer.flutterwave_json(),
+        "Transfer fee fetched",
+        json!([{ "currency": currency, "fee_type": "value", "fee": fee }]),
+    )
+}
+
+async fn list_transactions(
+    State(sim): State<Sim>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let books = sim.books();
+    let status = query.get("status");
+    let charges = books
+        .charges
+        .values()
+        .filter(|charge| charge.provider == FLUTTERWAVE && charge.attempted)
+        .filter(|charge| status.is_none_or(|status| *status == charge.status))
+        .map(Charge::flutterwave_json)
+        .collect();
+    page("Transactions fetched", charges, &query)
+}
+
+async fn list_refunds(
+    State(sim): State<Sim>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let books = sim.books();
+    let refunds = books
+        .refunds
+        .iter()
+        .filter(|refund| refund.provider == FLUTTERWAVE)
+        .filter_map(|refund| {
+            let charge = books
+                .charges
+                .get(&(FLUTTERWAVE, refund.charge_reference.clone()))?;
+            let wanted = query
+                .get("id")
+                .is_none_or(|id| *id == charge.id.to_string());
+            wanted.then(|| refund.flutterwave_json(charge.id))
+        })
+        .collect();
+    page("Refunds fetched", refunds, &query)
+}
+
+async fn banks(Path(country): Path<String>) -> Response {
+    let banks: Vec<Value> = crate::banks::BANKS
+        .iter()
+        .filter(|bank| bank.country_code.eq_ignore_ascii_case(&country))
+        .map(|bank| json!({ "id": bank.id, "code": bank.code, "name": bank.name }))
+        .collect();
+    ok("Banks fetched successfully", Value::Array(banks))
+}
+
+async fn resolve_account(bytes: Bytes) -> Response {
+    let Some(request) = api::json_object(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, "Invalid JSON body");
+    };
+    let account = request["account_number"].as_str().unwrap_or_default();
+    let bank = request["account_bank"].as_str().unwrap_or_default();
+    let known = crate::banks::BANKS.iter().any(|known| known.code == bank);
+    if known && account.len() == 10 && account.bytes().all(|byte| byte.is_ascii_digit()) {
+        ok(
+            "Account details fetched",
+            json!({ "account_number": account, "account_name": format!("SIM ACCOUNT {}", &account[6..]) }),
+        )
+    } else {
+        fail(
+            StatusCode::BAD_REQUEST,
+            "Sorry, that account number is invalid, please check and try again",
+        )
+    }
+}
+
+fn wallet(books: &crate::model::Books, currency: &str, initial: i64) -> Value {
+    let balance = books.balance(FLUTTERWAVE, currency, initial);
+    json!({ "currency": currency, "available_balance": api::major(balance), "ledger_balance": api::major(balance) })
+}
+
+async fn balances(State(sim): State<Sim>) -> Response {
+    let books = sim.books();
+    let initial = sim.config.initial_balance;
+    let mut currencies: Vec<String> = books
+        .balances
+        .keys()
+        .filter(|(provider, _)| *provider == FLUTTERWAVE)
+        .map(|(_, currency)| currency.clone())
+        .collect();
+    if !currencies.iter().any(|currency| currency == "NGN") {
+        currencies.insert(0, "NGN".to_owned());
+    }
+    let wallets: Vec<Value> = currencies
+        .iter()
+        .map(|currency| wallet(&books, currency, initial))
+        .collect();
+    ok("Wallet balances fetched", Value::Array(wallets))
+}
+
+async fn balance(State(sim): State<Sim>, Path(currency): Path<String>) -> Response {
+    let books = sim.books();
+    ok(
+        "Wallet balance fetched",
+        wallet(&books, &currency.to_uppercase(), sim.config.initial_balance),
     )
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod api;
+mod banks;
 mod control;
 mod faults;
 mod flutterwave;
@@ -370,6 +371,43 @@ fn router(sim: Sim) -> Router {
         .nest("/paystack", paystack::router(sim.clone()))
         .nest("/flutterwave/v3", flutterwave::router(sim.clone()))
         .nest("/_sim", control::router(sim.clone()))
+        .fallback(|uri: http::Uri| async move {
+            let provider = if uri.path().starts_with("/flutterwave") {
+                model::Provider::Flutterwave
+            } else {
+                model::Provider::Paystack
+            };
+            api::fail(provider, http::StatusCode::NOT_FOUND, "Not found")
+        })
+}
+
+/// The path as the providers' servers read it: repeated slashes collapse
+/// (Flutterwave's Node SDK asks for `//v3/transfers`) and a trailing slash
+/// goes (pypaystack2 asks for `/transaction/{id}/`).
+fn normalize<B>(request: &mut Request<B>) {
+    let path = request.uri().path();
+    if !path.contains("//") && (path.len() <= 1 || !path.ends_with('/')) {
+        return;
+    }
+    let mut clean = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|segment| !segment.is_empty()) {
+        clean.push('/');
+        clean.push_str(segment);
+    }
+    if clean.is_empty() {
+        clean.push('/');
+    }
+    if let Some(query) = request.uri().query() {
+        clean.push('?');
+        clean.push_str(query);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = clean.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
 }
 
 /// Serves HTTP/1.1 (over TLS when given an acceptor) with one task per
@@ -415,6 +453,7 @@ where
     let connection = Connection(kill.clone());
     let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(connection.clone());
+        normalize(&mut request);
         router.clone().oneshot(request.map(Body::new))
     });
     let serving = hyper::server::conn::http1::Builder::new()
@@ -423,5 +462,29 @@ where
         _ = serving => {}
         () = kill.cancelled() => {}
         () = shutdown.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repeated_and_trailing_slashes_go() {
+        for (given, read) in [
+            (
+                "/flutterwave//v3/transfers?&page=2",
+                "/flutterwave/v3/transfers?&page=2",
+            ),
+            ("/paystack/transaction/42/", "/paystack/transaction/42"),
+            (
+                "/paystack/transaction/?perPage=50",
+                "/paystack/transaction?perPage=50",
+            ),
+            ("/", "/"),
+            ("/paystack/balance", "/paystack/balance"),
+        ] {
+            let mut request = http::Request::get(given).body(()).unwrap_or_default();
+            super::normalize(&mut request);
+            assert_eq!(request.uri().to_string(), read);
+        }
     }
 }

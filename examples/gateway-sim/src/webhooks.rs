@@ -266,7 +266,11 @@ impl Webhooks {
     /// Records a delivery for `event` and sends it as configured.
     pub(crate) fn enqueue(&self, sim: &Sim, event: Event) {
         let settings = self.settings();
-        let body = json!({ "event": event.name, "data": event.data }).to_string();
+        let body = match event.event_type {
+            Some(kind) => json!({ "event": event.name, "event.type": kind, "data": event.data }),
+            None => json!({ "event": event.name, "data": event.data }),
+        }
+        .to_string();
         let raw_headers = sign(
             &sim.config,
             event.provider,

@@ -197,11 +197,22 @@ async fn paystack_charges_need_the_key_and_completion_sends_a_signed_webhook() {
         (status, body["message"].as_str()),
         (400, Some("Duplicate Transaction Reference"))
     );
+    // Unpaid reads `abandoned`, and is not final: an abandoned checkout
+    // can still be paid.
     let (status, body) = paystack(&sim, "GET", "/transaction/verify/bk-1", None).await;
     assert_eq!(
         (status, body["data"]["status"].as_str()),
-        (200, Some("pending"))
+        (200, Some("abandoned"))
     );
+    assert_eq!(body["data"]["authorization"], json!({}));
+    let (status, _) = control(
+        &sim,
+        "POST",
+        "/charges/bk-1/complete",
+        json!({"outcome":"abandoned"}),
+    )
+    .await;
+    assert_eq!(status, 200);
 
     let (status, _) = control(
         &sim,
@@ -252,17 +263,20 @@ async fn duplicate_transfer_requests_create_one_transfer() {
             })
         })
         .collect();
-    let mut ids = Vec::new();
+    // One is made; the other seven are refused as Paystack refuses a
+    // reused reference, and none moves money.
+    let mut answers = Vec::new();
     for request in requests {
         let (status, _, body) = request.await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        ids.push(body["data"]["id"].as_u64().unwrap());
+        answers.push((status, body["code"].as_str().map(str::to_owned)));
     }
-    ids.dedup();
-    assert_eq!(
-        ids.len(),
-        1,
-        "every request answered with the same transfer"
+    answers.sort();
+    assert_eq!(answers[0], (200, None));
+    assert!(
+        answers[1..]
+            .iter()
+            .all(|answer| *answer == (400, Some("duplicate_reference".to_owned()))),
+        "{answers:?}"
     );
     let snapshot = sim.snapshot();
     assert_eq!(snapshot.transfers.len(), 1);
@@ -273,14 +287,6 @@ async fn duplicate_transfer_requests_create_one_transfer() {
         "debited once"
     );
 
-    let (status, body) = paystack(
-        &sim,
-        "POST",
-        "/transfer",
-        Some(transfer_body(&code, reference, 250_001)),
-    )
-    .await;
-    assert_eq!(status, 400, "same reference, different body: {body}");
     for bad in ["Escrow_Upper_Case_1", "short", "has space in it!!"] {
         let (status, _) = paystack(
             &sim,
@@ -291,14 +297,27 @@ async fn duplicate_transfer_requests_create_one_transfer() {
         .await;
         assert_eq!(status, 400, "{bad}");
     }
-    let (status, _) = paystack(
+    // Without a reference, Paystack makes one up.
+    let (status, body) = paystack(
         &sim,
         "POST",
         "/transfer",
-        Some(json!({"amount":1000,"recipient":code})),
+        Some(json!({"source":"balance","amount":1000,"recipient":code})),
     )
     .await;
-    assert_eq!(status, 400, "reference required");
+    assert_eq!(status, 200, "{body}");
+    let made_up = body["data"]["reference"].as_str().unwrap();
+    assert!(
+        made_up.len() == 10
+            && made_up
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+        "{made_up}"
+    );
+    assert!(
+        body["data"]["recipient"].is_u64(),
+        "an integer id on create: {body}"
+    );
     let (status, _) = paystack(
         &sim,
         "POST",
@@ -307,10 +326,10 @@ async fn duplicate_transfer_requests_create_one_transfer() {
     )
     .await;
     assert_eq!(status, 400, "unknown recipient");
-    assert_eq!(sim.snapshot().transfers.len(), 1);
+    assert_eq!(sim.snapshot().transfers.len(), 2);
 
-    // Flutterwave: X-Idempotency-Key replays the first answer; the
-    // reference alone also dedupes.
+    // Flutterwave: X-Idempotency-Key replays the first answer; a reused
+    // reference without it is refused.
     let body = json!({"account_bank":"044","account_number":"0690000040","amount":2500.5,"currency":"NGN","narration":"payout","reference":"escrow_bk_43"});
     let send = |key: Option<&'static str>| {
         let mut request = client()
@@ -332,7 +351,7 @@ async fn duplicate_transfer_requests_create_one_transfer() {
     assert_eq!(replay.headers()["x-idempotency-cache-hit"], "true");
     assert_eq!(replay.json::<Value>().await.unwrap(), first);
     let again = send(None).await.unwrap();
-    assert_eq!(again.status(), 200);
+    assert_eq!(again.status(), 400);
     let flutterwave: Vec<_> = sim
         .snapshot()
         .transfers
@@ -370,21 +389,25 @@ async fn apply_then_drop_moves_money_while_the_client_sees_a_dropped_connection(
     assert!(!error.is_timeout() && !error.is_status(), "{error:?}");
     assert_eq!(sim.snapshot().transfers.len(), 1, "the transfer was made");
 
-    // The right recovery: verify by reference, or retry with the same one.
+    // The right recovery: verify by reference. A retry with the same one
+    // is refused (it names a transfer already made) and moves nothing.
     let (status, body) =
         paystack(&sim, "GET", &format!("/transfer/verify/{reference}"), None).await;
     assert_eq!(
         (status, body["data"]["status"].as_str()),
         (200, Some("pending"))
     );
-    let (status, _) = paystack(
+    let (status, body) = paystack(
         &sim,
         "POST",
         "/transfer",
         Some(transfer_body(&code, reference, 10_000)),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("duplicate_reference"))
+    );
     let snapshot = sim.snapshot();
     assert_eq!(
         (
@@ -532,14 +555,14 @@ async fn errors_rate_limits_latency_malformed_bodies_sequences_and_scenarios() {
             .starts_with("text/html")
     );
 
-    let transfer = json!({"account_bank":"044","account_number":"0690000040","amount":10,"reference":"fw_seq_1"});
     let mut seen = Vec::new();
-    for _ in 0..4 {
+    for n in 0..4 {
+        let transfer = json!({"account_bank":"044","account_number":"0690000040","amount":10,"reference":format!("fw_seq_{n}")});
         let (status, headers, _) = call(
             reqwest::Method::POST,
             format!("{}/transfers", sim.flutterwave_url()),
             FLUTTERWAVE_AUTH,
-            Some(transfer.clone()),
+            Some(transfer),
         )
         .await;
         seen.push((
@@ -1061,5 +1084,393 @@ async fn one_idempotency_key_makes_one_transfer_even_when_racing() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    sim.shutdown().await;
+}
+
+async fn flutterwave(
+    sim: &SimHandle,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (status, _, body) = call(
+        method.parse().unwrap(),
+        format!("{}{path}", sim.flutterwave_url()),
+        FLUTTERWAVE_AUTH,
+        body,
+    )
+    .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_flutterwave_payment_is_no_transaction_until_the_customer_attempts_it() {
+    let sim = SimConfig::default().start().await.unwrap();
+    let (status, body) = flutterwave(
+        &sim,
+        "POST",
+        "/payments",
+        Some(json!({"tx_ref":"bk-fw-1","amount":5000,"currency":"NGN",
+                    "customer":{"email":"guest@example.com","name":"Ada Obi","phonenumber":"08031234567"},
+                    "meta":{"booking":"bk-fw-1"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let by_reference = "/transactions/verify_by_reference?tx_ref=bk-fw-1";
+    let (status, body) = flutterwave(&sim, "GET", by_reference, None).await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["message"].as_str()),
+        (
+            400,
+            Some("error"),
+            Some("No transaction was found for this id")
+        ),
+        "{body}"
+    );
+    assert!(body["data"].is_null());
+
+    let (status, _) = control(
+        &sim,
+        "POST",
+        "/charges/bk-fw-1/complete",
+        json!({"outcome":"attempted"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = flutterwave(&sim, "GET", by_reference, None).await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (200, Some("pending"))
+    );
+    control(
+        &sim,
+        "POST",
+        "/charges/bk-fw-1/complete",
+        json!({"outcome":"success"}),
+    )
+    .await;
+    let (_, body) = flutterwave(&sim, "GET", by_reference, None).await;
+    let data = &body["data"];
+    assert_eq!(data["status"], "successful");
+    // Whole amounts are integers, as Flutterwave prints them.
+    assert_eq!(data["amount"].to_string(), "5000");
+    assert_eq!(data["app_fee"].to_string(), "70");
+    assert_eq!(data["amount_settled"].to_string(), "4930");
+    assert_eq!(
+        (
+            data["customer"]["name"].as_str(),
+            data["meta"]["booking"].as_str()
+        ),
+        (Some("Ada Obi"), Some("bk-fw-1"))
+    );
+    assert!(data["customer"]["id"].is_u64() && data["card"]["last_4digits"].is_string());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn paystack_transfers_follow_the_documented_lifecycle() {
+    let receiver = Receiver::default();
+    let sim = sim_with(&receiver).await;
+    let code = recipient(&sim).await;
+    let initial = SimConfig::default().initial_balance;
+    for (n, steps, conclusive, webhooks) in [
+        (
+            1,
+            vec!["otp", "received", "success"],
+            "success",
+            vec!["transfer.success"],
+        ),
+        (2, vec!["otp", "abandoned"], "abandoned", vec![]),
+        (3, vec!["received", "blocked"], "blocked", vec![]),
+        (4, vec!["rejected"], "rejected", vec![]),
+        (5, vec!["failed"], "failed", vec!["transfer.failed"]),
+        (
+            6,
+            vec!["success", "reversed"],
+            "reversed",
+            vec!["transfer.success", "transfer.reversed"],
+        ),
+    ] {
+        let reference = format!("escrow_lifecycle_000{n}");
+        let before = receiver.received().len();
+        let (status, body) = paystack(
+            &sim,
+            "POST",
+            "/transfer",
+            Some(transfer_body(&code, &reference, 1_000)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        for step in &steps {
+            let (status, body) = control(
+                &sim,
+                "POST",
+                &format!("/transfers/{reference}/settle"),
+                json!({"outcome": step}),
+            )
+            .await;
+            assert_eq!(status, 200, "{step}: {body}");
+        }
+        let (_, body) = paystack(&sim, "GET", &format!("/transfer/verify/{reference}"), None).await;
+        assert_eq!(body["data"]["status"], conclusive);
+        // A conclusive state is final (a success may still be reversed).
+        let (status, _) = control(
+            &sim,
+            "POST",
+            &format!("/transfers/{reference}/settle"),
+            json!({"outcome": "success"}),
+        )
+        .await;
+        assert_eq!(status, 409, "{reference} after {conclusive}");
+        let events: Vec<String> = receiver.wait_for(before + webhooks.len()).await[before..]
+            .iter()
+            .map(|(_, body)| {
+                serde_json::from_slice::<Value>(body).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .filter(|event| event.starts_with("transfer."))
+            .collect();
+        assert_eq!(events, webhooks, "{reference}");
+    }
+    // Money moved only for the one that succeeded.
+    assert_eq!(sim.snapshot().balances["paystack"]["NGN"], initial - 1_000);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn paystack_recipients_of_every_type() {
+    let sim = SimConfig::default().start().await.unwrap();
+    for (body, expected) in [
+        (
+            json!({"type":"mobile_money","name":"Kofi","account_number":"0551234987","bank_code":"MTN","currency":"GHS"}),
+            201,
+        ),
+        (
+            json!({"type":"mobile_money_business","name":"Till","account_number":"247247","bank_code":"MPTILL","currency":"KES"}),
+            201,
+        ),
+        (
+            json!({"type":"authorization","name":"Card","authorization_code":"AUTH_ncx8hews93","email":"a@b.co"}),
+            201,
+        ),
+        (
+            json!({"type":"nuban","name":"Test","account_number":"01000000010","bank_code":"058"}),
+            201,
+        ),
+        (json!({"type":"authorization","name":"Card"}), 400),
+        (
+            json!({"type":"cheque","name":"X","account_number":"0123456789","bank_code":"058"}),
+            400,
+        ),
+        (
+            json!({"name":"X","account_number":"0123456789","bank_code":"058"}),
+            400,
+        ),
+    ] {
+        let (status, answer) =
+            paystack(&sim, "POST", "/transferrecipient", Some(body.clone())).await;
+        assert_eq!(status, expected, "{body}: {answer}");
+        if status == 201 {
+            let data = &answer["data"];
+            assert_eq!(data["type"], body["type"]);
+            for field in [
+                "id",
+                "integration",
+                "active",
+                "is_deleted",
+                "createdAt",
+                "updatedAt",
+            ] {
+                assert!(!data[field].is_null(), "{field}: {answer}");
+            }
+            assert!(data["details"]["bank_name"].is_string(), "{answer}");
+        } else {
+            assert!(
+                answer["code"].is_string() && answer["meta"]["nextStep"].is_string(),
+                "{answer}"
+            );
+        }
+    }
+    sim.shutdown().await;
+}
+
+/// The fields typed clients (pypaystack2's models, the Flutterwave Node
+/// SDK) read; `conformance/` runs the clients themselves.
+#[tokio::test]
+async fn answers_have_the_shapes_typed_clients_read() {
+    let sim = SimConfig::default().start().await.unwrap();
+    let code = recipient(&sim).await;
+    let charge = json!({"email":"guest@example.com","amount":500000,"reference":"bk-shape-1",
+                        "metadata":{"booking":"bk-shape-1"},"callback_url":"https://example.com/back"});
+    paystack(&sim, "POST", "/transaction/initialize", Some(charge)).await;
+    control(
+        &sim,
+        "POST",
+        "/charges/bk-shape-1/complete",
+        json!({"outcome":"success"}),
+    )
+    .await;
+    let (_, verify) = paystack(&sim, "GET", "/transaction/verify/bk-shape-1", None).await;
+    let data = &verify["data"];
+    assert_eq!(data["metadata"]["booking"], "bk-shape-1");
+    assert!(data["customer"]["id"].is_u64());
+    assert!(
+        data["customer"]["customer_code"]
+            .as_str()
+            .unwrap()
+            .starts_with("CUS_")
+    );
+    assert!(
+        data["authorization"]["authorization_code"]
+            .as_str()
+            .unwrap()
+            .starts_with("AUTH_")
+    );
+    assert_eq!(data["requested_amount"], 500_000);
+    assert!(data["paidAt"].is_string() && data["fees"].is_i64());
+    let id = data["id"].as_u64().unwrap();
+    // By id, with the trailing slash pypaystack2 sends; a non-numeric id.
+    let (status, by_id) = paystack(&sim, "GET", &format!("/transaction/{id}/"), None).await;
+    assert_eq!(
+        (status, by_id["data"]["reference"].as_str()),
+        (200, Some("bk-shape-1"))
+    );
+    let (status, body) = paystack(&sim, "GET", "/transaction/verify/", None).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("Transaction ID should be numeric."))
+    );
+
+    paystack(
+        &sim,
+        "POST",
+        "/transfer",
+        Some(transfer_body(&code, "escrow_shape_00001", 1000)),
+    )
+    .await;
+    let (_, transfer) = paystack(&sim, "GET", "/transfer/verify/escrow_shape_00001", None).await;
+    assert_eq!(
+        transfer["data"]["recipient"]["recipient_code"],
+        code.as_str()
+    );
+    assert!(transfer["data"]["session"].is_object());
+    let (_, list) = paystack(&sim, "GET", "/transfer?perPage=1&page=1", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["meta"]["total"], 1);
+    assert_eq!(list["meta"]["perPage"], 1);
+
+    let (_, refund) = paystack(
+        &sim,
+        "POST",
+        "/refund",
+        Some(json!({"transaction":"bk-shape-1","amount":1000})),
+    )
+    .await;
+    assert_eq!(
+        refund["data"]["transaction"]["reference"], "bk-shape-1",
+        "an object on create"
+    );
+    let (_, refunds) = paystack(&sim, "GET", "/refund?transaction=bk-shape-1", None).await;
+    assert_eq!(refunds["data"][0]["transaction"], id, "an id on list");
+    for field in [
+        "integration",
+        "refunded_by",
+        "customer_note",
+        "merchant_note",
+        "deducted_amount",
+        "fully_deducted",
+    ] {
+        assert!(!refunds["data"][0][field].is_null(), "{field}");
+    }
+    let (_, banks) = paystack(&sim, "GET", "/bank?country=nigeria", None).await;
+    assert!(
+        banks["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|bank| bank["code"] == "058")
+    );
+    let (status, resolved) = paystack(
+        &sim,
+        "GET",
+        "/bank/resolve?account_number=0123456789&bank_code=058",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, resolved["data"]["account_number"].as_str()),
+        (200, Some("0123456789"))
+    );
+    let (_, balance) = paystack(&sim, "GET", "/balance", None).await;
+    assert_eq!(balance["data"][0]["currency"], "NGN");
+
+    // Wrong methods, unknown paths and doubled slashes answer JSON.
+    let (status, body) = paystack(&sim, "DELETE", "/refund", None).await;
+    assert_eq!((status, body["status"].as_bool()), (405, Some(false)));
+    let (status, body) = paystack(&sim, "GET", "/nothing/here", None).await;
+    assert_eq!((status, body["status"].as_bool()), (404, Some(false)));
+    let (status, _, body) = call(
+        reqwest::Method::GET,
+        format!("{}/flutterwave//v3/transfers?&page=1", sim.base_url()),
+        FLUTTERWAVE_AUTH,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["meta"]["page_info"]["current_page"].as_u64()),
+        (200, Some(1))
+    );
+    let (status, body) = flutterwave(&sim, "GET", "/payments", None).await;
+    assert_eq!((status, body["status"].as_str()), (405, Some("error")));
+    let (status, body) =
+        flutterwave(&sim, "GET", "/transfers/fee?amount=5000&currency=NGN", None).await;
+    assert_eq!(
+        (status, body["data"][0]["fee"].as_f64()),
+        (200, Some(10.75))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flutterwave_retry_is_a_transfer_of_its_own() {
+    let sim = SimConfig::default().start().await.unwrap();
+    let (_, made) = flutterwave(
+        &sim,
+        "POST",
+        "/transfers",
+        Some(json!({"account_bank":"044","account_number":"0690000040","amount":500,"currency":"NGN"})),
+    )
+    .await;
+    let reference = made["data"]["reference"].as_str().unwrap().to_owned();
+    assert!(reference.starts_with("TRF-"), "made up: {reference}");
+    let id = made["data"]["id"].as_u64().unwrap();
+    control(
+        &sim,
+        "POST",
+        &format!("/transfers/{reference}/settle"),
+        json!({"outcome":"failed","reason":"DISBURSE FAILED: Bank timeout"}),
+    )
+    .await;
+    let (status, retry) =
+        flutterwave(&sim, "POST", &format!("/transfers/{id}/retries"), None).await;
+    assert_eq!(status, 200, "{retry}");
+    assert_ne!(retry["data"]["id"].as_u64(), Some(id));
+    assert_eq!(retry["data"]["reference"], format!("{reference}_RETRY_1"));
+    assert_eq!(retry["data"]["status"], "NEW");
+    let (_, original) = flutterwave(&sim, "GET", &format!("/transfers/{id}"), None).await;
+    assert_eq!(
+        original["data"]["status"], "FAILED",
+        "the original stays failed"
+    );
+    let (status, retries) =
+        flutterwave(&sim, "GET", &format!("/transfers/{id}/retries"), None).await;
+    assert_eq!(
+        (status, retries["data"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    let (status, _) = flutterwave(&sim, "POST", &format!("/transfers/{id}/retries"), None).await;
+    assert_eq!(status, 400, "the retry is not failed: nothing to retry");
     sim.shutdown().await;
 }
