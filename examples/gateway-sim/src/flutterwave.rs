@@ -414,7 +414,8 @@ async fn list_transfers(
 /// lists carry it.
 fn page(message: &str, mut items: Vec<Value>, query: &BTreeMap<String, String>) -> Response {
     const PER_PAGE: usize = 10;
-    items.reverse();
+    // Newest first: ids only go up.
+    items.sort_by_key(|item| std::cmp::Reverse(item["id"].as_u64().unwrap_or(0)));
     let page = query
         .get("page")
         .and_then(|page| page.parse::<usize>().ok())

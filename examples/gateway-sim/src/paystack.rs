@@ -514,7 +514,8 @@ async fn fetch_refund(State(sim): State<Sim>, Path(id): Path<String>) -> Respons
 /// One page of `items` (newest first) with Paystack's pagination `meta`:
 /// `perPage` (or `per_page`, default 50, at most 100) and `page` (from 1).
 fn page(message: &str, mut items: Vec<Value>, query: &BTreeMap<String, String>) -> Response {
-    items.reverse();
+    // Newest first: ids only go up.
+    items.sort_by_key(|item| std::cmp::Reverse(item["id"].as_u64().unwrap_or(0)));
     let number = |name: &str| {
         query
             .get(name)
