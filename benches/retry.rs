@@ -65,7 +65,7 @@ fn success_path(c: &mut Criterion) {
             poll_once(
                 policy
                     .retry(|_| operation(black_box(1)))
-                    .classify(|_| Outcome::Transient)
+                    .classify(Outcome::Transient)
                     .into_future(),
             )
         })
@@ -91,7 +91,7 @@ fn success_path(c: &mut Criterion) {
         b.iter(|| {
             policy
                 .retry_blocking(|_| blocking(black_box(1)))
-                .classify(|_| Outcome::Transient)
+                .classify(Outcome::Transient)
                 .call()
         })
     });

@@ -62,7 +62,7 @@ fn simulate(clients: usize, jitter: Jitter, seed: u64) -> (u64, f64) {
                             Err(())
                         }
                     })
-                    .classify(|_| Outcome::Transient)
+                    .classify(Outcome::Transient)
                     .idempotent()
                     .await
                     .unwrap();

@@ -16,6 +16,7 @@ pub use breaker::{CircuitBreaker, Permit, Rejected};
 pub use call::BreakerError;
 pub use config::{BreakerBuilder, FailureModel, InvalidConfig};
 pub use events::{ChangeReason, Snapshot, StateChange, WindowStats};
+pub use payguard_core::{Classify, FromError, Outcome, from_error};
 pub use registry::{BreakerRegistry, RegistryError, RegistryFull};
 pub use state::State;
 #[cfg(feature = "tower")]

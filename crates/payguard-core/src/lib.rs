@@ -11,6 +11,6 @@ pub use clock::ManualClock;
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{Clock, SystemClock};
-pub use outcome::{Classify, HttpClassifier, Outcome};
+pub use outcome::{Classify, FromError, HttpClassifier, Outcome, from_error};
 pub use retry_after::RetryAfter;
 pub use sql::SqlTimeouts;

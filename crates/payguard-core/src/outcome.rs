@@ -71,19 +71,37 @@ impl Outcome {
     }
 }
 
-/// Classifies a result into an [`Outcome`].
+/// Classifies a result into an [`Outcome`]: the one contract every
+/// payguard decision uses (retry policies, circuit breakers, their tower
+/// layers), so one classifier serves them all and an attempt is judged
+/// once.
 ///
-/// Implemented for every `Fn(&Result<T, E>) -> Outcome`, so a closure is a
-/// classifier.
+/// A classifier sees the whole result: an `Ok` can be a failure too (an
+/// HTTP client that returns a 503 response as `Ok`). Three ways to get one:
+///
+/// - a closure over the result, `|result: &Result<T, E>| -> Outcome`;
+/// - [`from_error`], for the common case where every `Ok` is a success and
+///   only errors need judging;
+/// - [`HttpClassifier`], for `reqwest` results (feature `reqwest`).
 ///
 /// ```
-/// use payguard_core::{Classify, Outcome};
+/// use payguard_core::{from_error, Classify, Outcome};
 ///
-/// let classify = |r: &Result<u32, std::io::Error>| match r {
+/// #[derive(Debug)]
+/// enum GatewayError { Unavailable, Declined }
+///
+/// let whole = |result: &Result<u32, GatewayError>| match result {
 ///     Ok(_) => Outcome::Success,
-///     Err(_) => Outcome::Transient,
+///     Err(GatewayError::Unavailable) => Outcome::Transient,
+///     Err(GatewayError::Declined) => Outcome::Permanent,
 /// };
-/// assert_eq!(classify.classify(&Ok(1)), Outcome::Success);
+/// let errors_only = from_error(|error: &GatewayError| match error {
+///     GatewayError::Unavailable => Outcome::Transient,
+///     GatewayError::Declined => Outcome::Permanent,
+/// });
+/// for result in [Ok(1), Err(GatewayError::Unavailable), Err(GatewayError::Declined)] {
+///     assert_eq!(whole.classify(&result), errors_only.classify(&result));
+/// }
 /// ```
 pub trait Classify<T, E> {
     /// The outcome of `result`.
@@ -96,6 +114,55 @@ where
 {
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         self(result)
+    }
+}
+
+/// An outcome is itself a classifier: every `Ok` is a success, every
+/// `Err` is this outcome (`.classify(Outcome::Transient)` retries every
+/// error).
+impl<T, E> Classify<T, E> for Outcome {
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => *self,
+        }
+    }
+}
+
+/// A classifier that judges errors only: every `Ok` is a
+/// [`Success`](Outcome::Success), every `Err` is what `judge` says. Made by
+/// [`from_error`].
+#[derive(Clone, Copy)]
+pub struct FromError<F>(F);
+
+/// The classifier that calls every `Ok` a success and judges errors with
+/// `judge` (see [`Classify`]).
+///
+/// ```
+/// use payguard_core::{from_error, Classify, Outcome};
+///
+/// let classify = from_error(|_: &std::io::Error| Outcome::Transient);
+/// assert_eq!(classify.classify(&Ok::<_, std::io::Error>(1)), Outcome::Success);
+/// ```
+pub const fn from_error<F>(judge: F) -> FromError<F> {
+    FromError(judge)
+}
+
+impl<T, E, F> Classify<T, E> for FromError<F>
+where
+    F: Fn(&E) -> Outcome,
+{
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(error) => (self.0)(error),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for FromError<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FromError(..)")
     }
 }
 
@@ -260,7 +327,9 @@ mod reqwest_support {
         }
 
         /// The outcome of a `reqwest::Error` alone (see
-        /// [`classify_reqwest`](HttpClassifier::classify_reqwest)).
+        /// [`classify_reqwest`](HttpClassifier::classify_reqwest)). With
+        /// [`from_error`](crate::from_error) it judges
+        /// `reqwest::Result<T>` of any `T` (a decoded body, say).
         pub fn classify_reqwest_error(&self, error: &reqwest::Error) -> Outcome {
             if let Some(status) = error.status() {
                 return self.classify_status(status.as_u16(), None);
@@ -274,6 +343,16 @@ mod reqwest_support {
                 // undecodable bodies: the request may have been applied.
                 Outcome::Ambiguous
             }
+        }
+    }
+
+    /// A `reqwest` response judged by its status (a `Retry-After` date is
+    /// measured against the system clock; use
+    /// [`classify_reqwest`](HttpClassifier::classify_reqwest) to pass
+    /// another time).
+    impl crate::Classify<reqwest::Response, reqwest::Error> for HttpClassifier {
+        fn classify(&self, result: &Result<reqwest::Response, reqwest::Error>) -> Outcome {
+            self.classify_reqwest(result, crate::Clock::wall(&crate::SystemClock))
         }
     }
 }

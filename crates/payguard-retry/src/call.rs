@@ -4,7 +4,7 @@ use crate::attempt::{Attempt, Idempotency, IdempotencyKey, RetryEvent};
 use crate::controller::{AttemptPlan, Controller, Decision, DefaultClock};
 use crate::error::{RetryError, StopReason};
 use crate::policy::RetryPolicy;
-use payguard_core::Outcome;
+use payguard_core::{Classify, FromError, Outcome, from_error};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -14,7 +14,11 @@ use std::time::Duration;
 use tokio::time::Sleep;
 
 /// Classifies an error when the call says nothing: it may have taken effect.
-type DefaultClassify<E> = fn(&E) -> Outcome;
+type DefaultClassify<E> = FromError<fn(&E) -> Outcome>;
+
+fn may_have_taken_effect<E>(_: &E) -> Outcome {
+    Outcome::Ambiguous
+}
 type DefaultNotify<E> = for<'a, 'b> fn(&'a RetryEvent<'b, E>);
 type DefaultHint<E> = fn(&E) -> Option<Duration>;
 
@@ -31,8 +35,7 @@ impl RetryPolicy {
     /// keyed, which is the one safe assumption about an unknown error.
     ///
     /// ```
-    /// use payguard_core::Outcome;
-    /// use payguard_retry::{IdempotencyKey, RetryPolicy};
+    /// use payguard_retry::{from_error, IdempotencyKey, Outcome, RetryPolicy};
     ///
     /// # #[derive(Debug)] enum GatewayError { Unavailable, Declined }
     /// # async fn create_transfer(_key: &str) -> Result<u64, GatewayError> { Ok(7) }
@@ -46,10 +49,10 @@ impl RetryPolicy {
     ///         create_transfer(key).await
     ///     })
     ///     .idempotency_key(key)
-    ///     .classify(|error| match error {
+    ///     .classify(from_error(|error: &GatewayError| match error {
     ///         GatewayError::Unavailable => Outcome::Transient,
     ///         GatewayError::Declined => Outcome::Permanent,
-    ///     })
+    ///     }))
     ///     .await
     ///     .map_err(|e| format!("{:?}", e.last_error()))?;
     /// assert_eq!(transfer, 7);
@@ -83,7 +86,7 @@ impl RetryPolicy {
     ///         calls += 1;
     ///         if calls < 3 { Err("busy") } else { Ok(calls) }
     ///     })
-    ///     .classify(|_| Outcome::Transient)
+    ///     .classify(Outcome::Transient)
     ///     .call();
     /// assert_eq!(value.ok(), Some(3));
     /// # Ok::<(), payguard_retry::InvalidPolicy>(())
@@ -116,7 +119,7 @@ impl<'p, Op, E> Retry<'p, Op, DefaultClassify<E>, DefaultNotify<E>, DefaultHint<
         Self {
             policy,
             op,
-            classify: |_| Outcome::Ambiguous,
+            classify: from_error(may_have_taken_effect::<E> as fn(&E) -> Outcome),
             notify: |_| {},
             hint: |_| None,
             idempotency: Idempotency::NotIdempotent,
@@ -125,13 +128,17 @@ impl<'p, Op, E> Retry<'p, Op, DefaultClassify<E>, DefaultNotify<E>, DefaultHint<
 }
 
 impl<'p, Op, C, N, H> Retry<'p, Op, C, N, H> {
-    /// How errors are judged. `Transient` and `Throttled` are retried;
+    /// How each attempt's result is judged (any [`Classify`]: a closure over
+    /// the result, [`from_error`](payguard_core::from_error) for errors
+    /// only, an `HttpClassifier`). `Transient` and `Throttled` are retried;
     /// `TimedOut` and `Ambiguous` only when the call is idempotent or keyed;
-    /// `Permanent` never.
-    pub fn classify<E, C2>(self, classify: C2) -> Retry<'p, Op, C2, N, H>
-    where
-        C2: Fn(&E) -> Outcome,
-    {
+    /// `Permanent` never. An `Ok` judged a failure is retried the same way,
+    /// and handed back as it is when retrying stops.
+    ///
+    /// A closure over the whole result names its type
+    /// (`|result: &Result<Transfer, GatewayError>| ...`); `from_error`
+    /// needs only the error's (`from_error(|error: &GatewayError| ...)`).
+    pub fn classify<C2>(self, classify: C2) -> Retry<'p, Op, C2, N, H> {
         Retry {
             policy: self.policy,
             op: self.op,
@@ -204,7 +211,7 @@ impl<'p, Op, C, N, H> Retry<'p, Op, C, N, H> {
     pub fn call<T, E>(self) -> Result<T, RetryError<E>>
     where
         Op: FnMut(Attempt) -> Result<T, E>,
-        C: Fn(&E) -> Outcome,
+        C: Classify<T, E>,
         N: FnMut(&RetryEvent<'_, E>),
         H: Fn(&E) -> Option<Duration>,
     {
@@ -221,7 +228,7 @@ impl<'p, Op, C, N, H> Retry<'p, Op, C, N, H> {
     pub fn call_with_sleep<T, E, S>(mut self, mut sleep: S) -> Result<T, RetryError<E>>
     where
         Op: FnMut(Attempt) -> Result<T, E>,
-        C: Fn(&E) -> Outcome,
+        C: Classify<T, E>,
         N: FnMut(&RetryEvent<'_, E>),
         H: Fn(&E) -> Option<Duration>,
         S: FnMut(Duration),
@@ -233,28 +240,42 @@ impl<'p, Op, C, N, H> Retry<'p, Op, C, N, H> {
                 Ok(plan) => plan,
                 Err(reason) => return Err(give_up(&controller, reason, last_error)),
             };
-            match (self.op)(plan.attempt) {
-                Ok(value) => {
+            let result = (self.op)(plan.attempt);
+            let outcome = self.classify.classify(&result);
+            let error = match result {
+                Ok(value) if outcome.is_success() => {
                     controller.succeeded();
                     return Ok(value);
                 }
-                Err(error) => {
-                    let outcome = (self.classify)(&error);
-                    match controller.after_failure(outcome, (self.hint)(&error)) {
-                        Decision::Retry(delay) => {
-                            (self.notify)(&RetryEvent {
-                                attempt: controller.attempts(),
-                                delay,
-                                outcome,
-                                error: Some(&error),
-                            });
-                            last_error = Some(error);
-                            sleep(delay);
-                        }
-                        Decision::Stop(reason) => {
-                            return Err(give_up(&controller, reason, Some(error)));
-                        }
+                Ok(value) => match controller.after_failure(outcome, None) {
+                    Decision::Retry(delay) => {
+                        (self.notify)(&RetryEvent {
+                            attempt: controller.attempts(),
+                            delay,
+                            outcome,
+                            error: None,
+                        });
+                        sleep(delay);
+                        continue;
                     }
+                    // Retrying stopped: the caller gets the last answer.
+                    Decision::Stop(_) => return Ok(value),
+                },
+                Err(error) => error,
+            };
+            match controller.after_failure(outcome, (self.hint)(&error)) {
+                Decision::Retry(delay) => {
+                    (self.notify)(&RetryEvent {
+                        attempt: controller.attempts(),
+                        delay,
+                        outcome,
+                        error: Some(&error),
+                    });
+                    last_error = Some(error);
+                    sleep(delay);
+                }
+                Decision::Stop(reason) => {
+                    return Err(give_up(&controller, reason, Some(error)));
                 }
             }
         }
@@ -287,7 +308,7 @@ impl<'p, Op, Fut, T, E, C, N, H> IntoFuture for Retry<'p, Op, C, N, H>
 where
     Op: FnMut(Attempt) -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    C: Fn(&E) -> Outcome,
+    C: Classify<T, E>,
     N: FnMut(&RetryEvent<'_, E>),
     H: Fn(&E) -> Option<Duration>,
 {
@@ -342,7 +363,7 @@ impl<Op, Fut, T, E, C, N, H> Future for RetryFuture<'_, Op, Fut, E, C, N, H>
 where
     Op: FnMut(Attempt) -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    C: Fn(&E) -> Outcome,
+    C: Classify<T, E>,
     N: FnMut(&RetryEvent<'_, E>),
     H: Fn(&E) -> Option<Duration>,
 {
@@ -403,16 +424,46 @@ where
             }
             // The attempt is over: drop its future before deciding.
             this.state.set(State::Idle);
-            let error = match ended {
+            let (error, outcome, hint) = match ended {
                 Ok(value) => {
-                    this.controller.succeeded();
-                    return Poll::Ready(Ok(value));
+                    let result = Ok(value);
+                    let outcome = this.classify.classify(&result);
+                    let Ok(value) = result else {
+                        unreachable!("an Ok stays Ok")
+                    };
+                    if outcome.is_success() {
+                        this.controller.succeeded();
+                        return Poll::Ready(Ok(value));
+                    }
+                    match this.controller.after_failure(outcome, None) {
+                        Decision::Retry(delay) => {
+                            (this.notify)(&RetryEvent {
+                                attempt: this.controller.attempts(),
+                                delay,
+                                outcome,
+                                error: None,
+                            });
+                            if !delay.is_zero() {
+                                this.state.set(State::Sleeping {
+                                    sleep: tokio::time::sleep(delay),
+                                });
+                            }
+                            continue;
+                        }
+                        // Retrying stopped: the caller gets the last answer.
+                        Decision::Stop(_) => return Poll::Ready(Ok(value)),
+                    }
                 }
-                Err(error) => error,
-            };
-            let (outcome, hint) = match &error {
-                Some(error) => ((this.classify)(error), (this.hint)(error)),
-                None => (Outcome::TimedOut, None),
+                Err(Some(error)) => {
+                    let result = Err(error);
+                    let outcome = this.classify.classify(&result);
+                    let Err(error) = result else {
+                        unreachable!("an Err stays Err")
+                    };
+                    let hint = (this.hint)(&error);
+                    (Some(error), outcome, hint)
+                }
+                Err(None) => (None, Outcome::TimedOut, None),
             };
             let decision = if cut_by_deadline {
                 this.controller.stop(StopReason::DeadlineExceeded, outcome)

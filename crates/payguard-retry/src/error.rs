@@ -62,7 +62,7 @@ impl fmt::Display for StopReason {
 /// let policy = RetryPolicy::builder().max_attempts(2).build().unwrap();
 /// let error = policy
 ///     .retry(|_| async { Err::<(), _>("gateway unavailable") })
-///     .classify(|_| Outcome::Transient)
+///     .classify(Outcome::Transient)
 ///     .await
 ///     .unwrap_err();
 /// assert_eq!(error.reason(), StopReason::AttemptsExhausted);

@@ -4,7 +4,7 @@
 use crate::attempt::{Idempotency, IdempotencyKey, RetryEvent};
 use crate::error::{RetryError, StopReason};
 use crate::policy::RetryPolicy;
-use payguard_core::{Clock, HttpClassifier, Outcome, RetryAfter, SystemClock};
+use payguard_core::{Clock, HttpClassifier, Outcome, RetryAfter, SystemClock, from_error};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response};
 use std::fmt;
@@ -185,7 +185,7 @@ impl HttpRetry<'_> {
                     notify(event);
                 }
             })
-            .classify(|error: &HttpError| match error {
+            .classify(from_error(|error: &HttpError| match error {
                 HttpError::Status(response) => {
                     let status = response.status().as_u16();
                     match classifier.classify_status(status, None) {
@@ -197,7 +197,7 @@ impl HttpRetry<'_> {
                 }
                 HttpError::Transport(error) => classifier.classify_reqwest_error(error),
                 HttpError::BodyNotReplayable => Outcome::Permanent,
-            })
+            }))
             .hint(|error: &HttpError| {
                 let HttpError::Status(response) = error else {
                     return None;

@@ -21,7 +21,7 @@ pub use call::{Retry, RetryFuture};
 pub use error::{RetryError, StopReason};
 #[cfg(feature = "reqwest")]
 pub use http::{HttpError, RetryRequest};
-pub use payguard_core::Outcome;
+pub use payguard_core::{Classify, FromError, Outcome, from_error};
 pub use policy::{InvalidPolicy, RetryPolicy, RetryPolicyBuilder};
 #[cfg(feature = "tower")]
 pub use tower::{RetryLayer, RetryService};

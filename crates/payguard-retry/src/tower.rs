@@ -3,7 +3,7 @@
 use crate::attempt::Idempotency;
 use crate::error::RetryError;
 use crate::policy::RetryPolicy;
-use payguard_core::{Classify, Outcome};
+use payguard_core::{Classify, Outcome, from_error};
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -178,9 +178,11 @@ where
                     }
                 })
                 .idempotency(idempotency)
-                .classify(|failed: &Failed<S::Response, S::Error>| match failed {
-                    Failed::Response(_, outcome) | Failed::Error(_, outcome) => *outcome,
-                })
+                .classify(from_error(
+                    |failed: &Failed<S::Response, S::Error>| match failed {
+                        Failed::Response(_, outcome) | Failed::Error(_, outcome) => *outcome,
+                    },
+                ))
                 .await;
             match result {
                 Ok(response) => Ok(response),

@@ -44,7 +44,7 @@ fn first_attempt_success_allocates_nothing() {
     for _ in 0..10_000 {
         let future = policy
             .retry(|attempt| async move { Ok::<u32, ()>(attempt.number()) })
-            .classify(|_| Outcome::Transient)
+            .classify(Outcome::Transient)
             .into_future();
         total += poll_ready(future).unwrap();
         total += policy.retry_blocking(|_| Ok::<u32, ()>(1)).call().unwrap();

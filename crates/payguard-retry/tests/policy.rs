@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers
 
-use payguard_core::{Clock, ManualClock, Outcome};
+use payguard_core::{Clock, ManualClock, Outcome, from_error};
 use payguard_retry::{
     Backoff, Idempotency, IdempotencyKey, Jitter, RetryBudget, RetryPolicy, StopReason,
 };
@@ -19,7 +19,7 @@ fn sleeps(policy: &RetryPolicy) -> Vec<Duration> {
     let mut slept = Vec::new();
     let _ = policy
         .retry_blocking(|_| Err::<(), _>(()))
-        .classify(|_| Outcome::Transient)
+        .classify(Outcome::Transient)
         .call_with_sleep(|delay| slept.push(delay));
     slept
 }
@@ -130,7 +130,7 @@ async fn deadline_is_never_overrun_and_no_attempt_starts_after_it() {
                 Err::<(), _>("unavailable")
             }
         })
-        .classify(|_| Outcome::Transient)
+        .classify(Outcome::Transient)
         .await
         .unwrap_err();
     let elapsed = start.elapsed();
@@ -205,7 +205,9 @@ async fn retry_after_is_honoured_clamped_and_garbage_ignored() {
             let hint = hints.get(attempt.number() as usize - 1).copied().flatten();
             async move { Err::<(), _>(hint) }
         })
-        .classify(|hint: &Option<Duration>| Outcome::Throttled { retry_after: *hint })
+        .classify(from_error(|hint: &Option<Duration>| Outcome::Throttled {
+            retry_after: *hint,
+        }))
         .notify(|event| delays.push(event.delay()))
         .await;
     assert_eq!(
@@ -230,7 +232,7 @@ async fn notify_sees_each_retry() {
                 Ok("paid")
             }
         })
-        .classify(|_| Outcome::Transient)
+        .classify(Outcome::Transient)
         .notify(|event| {
             events.push((
                 event.attempt(),
@@ -274,7 +276,7 @@ fn budget_keeps_retries_within_its_ratio_under_a_total_outage() {
                 attempts.fetch_add(1, Ordering::Relaxed);
                 Err::<(), _>("down")
             })
-            .classify(|_| Outcome::Transient)
+            .classify(Outcome::Transient)
             .call_with_sleep(|_| {})
             .unwrap_err();
         if error.reason() == StopReason::BudgetExhausted {
@@ -334,7 +336,7 @@ fn blocking_calls_honour_the_deadline_on_a_manual_clock() {
             clock.advance(100 * MS);
             Err::<(), _>("busy")
         })
-        .classify(|_| Outcome::Transient)
+        .classify(Outcome::Transient)
         .call_with_sleep(|delay| clock.advance(delay))
         .unwrap_err();
     // 100 + 300 + 100 + 300 + 100 = 900 ms; another 300 ms sleep would overrun.
@@ -371,7 +373,7 @@ proptest! {
                 seen.push(outcome);
                 Err::<(), _>(outcome)
             })
-            .classify(|outcome| *outcome)
+            .classify(from_error(|outcome: &Outcome| *outcome))
             .call_with_sleep(|_| {});
         // Every attempt but the last ended in a way that certainly did not
         // take effect.
@@ -406,7 +408,7 @@ proptest! {
                 clock.advance(Duration::from_millis(durations[n % durations.len()]));
                 Err::<(), _>(hints[n % hints.len()].map(Duration::from_millis))
             })
-            .classify(|hint| Outcome::Throttled { retry_after: *hint })
+            .classify(from_error(|hint: &Option<Duration>| Outcome::Throttled { retry_after: *hint }))
             .idempotency(Idempotency::Key(IdempotencyKey::new("k").unwrap()))
             .call_with_sleep(|delay| {
                 clock.advance(delay);
@@ -491,11 +493,11 @@ mod metrics_counters {
                     Ok(())
                 }
             })
-            .classify(|_| Outcome::Transient)
+            .classify(Outcome::Transient)
             .call_with_sleep(|_| {});
         let _ = policy
             .retry_blocking(|_| Err::<(), ()>(()))
-            .classify(|_| Outcome::Ambiguous)
+            .classify(Outcome::Ambiguous)
             .call_with_sleep(|_| {});
         assert_eq!(
             recorder.get("payguard_retry_calls_total{policy=paystack,result=first_attempt}"),
@@ -518,4 +520,55 @@ mod metrics_counters {
             1
         );
     }
+}
+
+/// One classifier sees the whole result: an `Ok` it judges a failure is
+/// retried like an error, and the last one is handed back when retrying
+/// stops.
+#[test]
+fn an_ok_judged_a_failure_is_retried_and_the_last_answer_returned() {
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::constant(Duration::ZERO))
+        .build()
+        .unwrap();
+    let by_status = |result: &Result<u16, std::io::Error>| match result {
+        Ok(500..) => Outcome::Transient,
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Permanent,
+    };
+    let mut statuses = [503, 502, 200].into_iter();
+    let answer = policy
+        .retry_blocking(|_| Ok(statuses.next().unwrap()))
+        .classify(by_status)
+        .call_with_sleep(|_| {});
+    assert_eq!(answer.unwrap(), 200);
+
+    let mut calls = 0;
+    let answer = policy
+        .retry_blocking(|_| {
+            calls += 1;
+            Ok(503)
+        })
+        .classify(by_status)
+        .call_with_sleep(|_| {});
+    assert_eq!((answer.unwrap(), calls), (503, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ok_judged_a_failure_is_retried_when_awaited_too() {
+    let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
+    let calls = AtomicU32::new(0);
+    let answer = policy
+        .retry(|_| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, std::io::Error>(if call < 2 { 503u16 } else { 200 }) }
+        })
+        .classify(|result: &Result<u16, std::io::Error>| match result {
+            Ok(503) => Outcome::Transient,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Permanent,
+        })
+        .await;
+    assert_eq!((answer.unwrap(), calls.load(Ordering::SeqCst)), (200, 3));
 }

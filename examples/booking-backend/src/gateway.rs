@@ -7,7 +7,7 @@
 
 use crate::domain::{Gateway, Host};
 use payguard_breaker::{CircuitBreaker, FailureModel, State};
-use payguard_core::{Clock, Outcome};
+use payguard_core::{Classify, Clock, Outcome, from_error};
 use payguard_retry::{Backoff, IdempotencyKey, Jitter, RetryPolicy};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -105,6 +105,12 @@ impl GatewayError {
         matches!(self, Self::NoAnswer(_) | Self::Malformed(_))
             || matches!(self, Self::Status { status, .. } if *status >= 500)
     }
+}
+
+/// How a gateway call ended: one classifier for the breaker and the retry
+/// policy, so an answer is judged once.
+fn judge(method: &Method) -> impl Classify<Value, GatewayError> + '_ {
+    from_error(move |error: &GatewayError| error.outcome(method))
 }
 
 /// Where a guest pays.
@@ -302,10 +308,7 @@ impl Gateways {
             }
         }
         .await;
-        permit.record(match &result {
-            Ok(_) => Outcome::Success,
-            Err(error) => error.outcome(method),
-        });
+        permit.record(judge(method).classify(&result));
         result
     }
 
@@ -323,7 +326,7 @@ impl Gateways {
         let mut retry = self
             .policy
             .retry(|_| self.exchange(gateway, &method, path, body.as_ref(), request_id))
-            .classify(|error: &GatewayError| error.outcome(&method))
+            .classify(judge(&method))
             .notify(|event: &payguard_retry::RetryEvent<'_, GatewayError>| {
                 metrics::counter!("booking_gateway_retries_total", "gateway" => gateway.as_str())
                     .increment(1);
