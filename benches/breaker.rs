@@ -40,7 +40,9 @@ fn payguard_with(model: FailureModel, open: bool) -> CircuitBreaker {
 
 fn payguard(open: bool) -> CircuitBreaker {
     payguard_with(
-        FailureModel::count_window(100, 0.5).minimum_calls(100),
+        FailureModel::count_window(100)
+            .failure_rate(0.5)
+            .minimum_calls(100),
         open,
     )
 }
@@ -177,12 +179,11 @@ fn open_rejection(c: &mut Criterion) {
 fn registry(c: &mut Criterion) {
     let mut group = c.benchmark_group("breaker/registry/get_and_call");
     for size in [1_000usize, 100_000] {
-        let registry = BreakerRegistry::new(
-            CircuitBreaker::builder(),
-            200_000,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let registry = BreakerRegistry::builder(CircuitBreaker::builder())
+            .max_breakers(200_000)
+            .idle_after(Duration::from_secs(3600))
+            .build()
+            .unwrap();
         let keys: Vec<String> = (0..size).map(|n| format!("merchant_{n}")).collect();
         for key in &keys {
             registry.get(key).unwrap();

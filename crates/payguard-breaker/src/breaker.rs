@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 /// assert_eq!(breaker.state(), State::Open);
 /// let rejected = breaker.try_acquire().unwrap_err();
 /// assert!(rejected.retry_after().is_some()); // fail over, or tell the client when to come back
-/// # Ok::<(), payguard_breaker::InvalidConfig>(())
+/// # Ok::<(), payguard_breaker::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreaker {
@@ -104,10 +104,12 @@ impl Inner {
         Self {
             name: Arc::from(&*config.name),
             model: config.model,
-            slow_call: config.slow_call,
+            slow_call: config
+                .slow_call_duration
+                .map(|threshold| (threshold, config.slow_call_rate)),
             count_throttled: config.count_throttled,
             open_for: config.open_for,
-            open_growth: config.open_growth,
+            open_growth: config.growth(),
             successes_to_close: config.successes_to_close.unwrap_or(config.probes),
             probe_timeout_ms: u64::try_from(config.probe_timeout.as_millis()).unwrap_or(u64::MAX),
             shadow: config.shadow,

@@ -101,7 +101,7 @@ impl CircuitBreaker {
     /// let breaker = CircuitBreaker::builder().build()?;
     /// let value = breaker.call_blocking(|r: &Result<u8, ()>| if r.is_ok() { Outcome::Success } else { Outcome::Transient }, || Ok(7));
     /// assert_eq!(value.ok(), Some(7));
-    /// # Ok::<(), payguard_breaker::InvalidConfig>(())
+    /// # Ok::<(), payguard_breaker::ConfigError>(())
     /// ```
     ///
     /// # Errors

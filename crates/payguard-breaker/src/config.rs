@@ -2,7 +2,7 @@
 
 use crate::breaker::{CircuitBreaker, Inner};
 use crate::events::StateChange;
-use payguard_core::{Clock, SystemClock};
+use payguard_core::{Clock, ConfigError, SystemClock};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -17,9 +17,12 @@ use std::time::Duration;
 /// // Five failures in a row.
 /// let streak = FailureModel::consecutive_failures(5);
 /// // Half of the last 100 calls failed, once at least 20 were seen.
-/// let count = FailureModel::count_window(100, 0.5).minimum_calls(20);
+/// let count = FailureModel::count_window(100).failure_rate(0.5).minimum_calls(20);
 /// // A quarter of the calls of the last 30 s (in 10 buckets) failed.
-/// let time = FailureModel::time_window(Duration::from_secs(30), 10, 0.25).minimum_calls(50);
+/// let time = FailureModel::time_window(Duration::from_secs(30))
+///     .buckets(10)
+///     .failure_rate(0.25)
+///     .minimum_calls(50);
 /// # let _ = (streak, count, time);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,27 +57,51 @@ impl FailureModel {
         }
     }
 
-    /// Opens when at least `failure_rate` (0 < rate ≤ 1) of the last `size`
-    /// calls failed. Minimum calls default to `size`.
-    pub const fn count_window(size: u32, failure_rate: f64) -> Self {
+    /// Opens when at least [`failure_rate`](Self::failure_rate) (default
+    /// 0.5) of the last `size` calls failed. Minimum calls default to `size`.
+    pub const fn count_window(size: u32) -> Self {
         Self {
-            kind: ModelKind::CountWindow { size, failure_rate },
+            kind: ModelKind::CountWindow {
+                size,
+                failure_rate: 0.5,
+            },
             minimum_calls: size,
         }
     }
 
-    /// Opens when at least `failure_rate` of the calls in the last `window`
-    /// failed. The window slides in `buckets` steps. Minimum calls default
+    /// Opens when at least [`failure_rate`](Self::failure_rate) (default
+    /// 0.5) of the calls in the last `window` failed. The window slides in
+    /// [`buckets`](Self::buckets) steps (default 10). Minimum calls default
     /// to 100.
-    pub const fn time_window(window: Duration, buckets: u32, failure_rate: f64) -> Self {
+    pub const fn time_window(window: Duration) -> Self {
         Self {
             kind: ModelKind::TimeWindow {
                 window,
-                buckets,
-                failure_rate,
+                buckets: 10,
+                failure_rate: 0.5,
             },
             minimum_calls: 100,
         }
+    }
+
+    /// The share of failed calls (above 0, at most 1) that opens a window
+    /// model. Ignored by `consecutive_failures`.
+    pub const fn failure_rate(mut self, rate: f64) -> Self {
+        match &mut self.kind {
+            ModelKind::CountWindow { failure_rate, .. }
+            | ModelKind::TimeWindow { failure_rate, .. } => *failure_rate = rate,
+            ModelKind::Consecutive { .. } => {}
+        }
+        self
+    }
+
+    /// How many steps a time window slides in (1 to 1000). Ignored by the
+    /// other models.
+    pub const fn buckets(mut self, count: u32) -> Self {
+        if let ModelKind::TimeWindow { buckets, .. } = &mut self.kind {
+            *buckets = count;
+        }
+        self
     }
 
     /// The fewest calls in the window before a rate is judged (a window
@@ -94,10 +121,10 @@ pub(crate) type StateChangeHook = Arc<dyn Fn(&StateChange) + Send + Sync>;
 ///
 /// | setting | default |
 /// |---|---|
-/// | failure model | `count_window(100, 0.5).minimum_calls(20)` |
-/// | slow calls | not detected |
+/// | failure model | `count_window(100).failure_rate(0.5).minimum_calls(20)` |
+/// | slow calls | not detected (a `slow_call_duration` turns it on; `slow_call_rate` 1.0) |
 /// | throttled (429) outcomes | tracked, not counted as failures |
-/// | open for | 30 s, no growth |
+/// | open for | 30 s; no growth (`open_growth` 1.0), `max_open_for` 10 min, no jitter |
 /// | half-open probes | 1 at a time; 1 success closes |
 /// | probe timeout | 30 s |
 /// | shadow mode | off |
@@ -106,10 +133,13 @@ pub(crate) type StateChangeHook = Arc<dyn Fn(&StateChange) + Send + Sync>;
 pub struct BreakerBuilder {
     pub(crate) name: Cow<'static, str>,
     pub(crate) model: FailureModel,
-    pub(crate) slow_call: Option<(Duration, f64)>,
+    pub(crate) slow_call_duration: Option<Duration>,
+    pub(crate) slow_call_rate: f64,
     pub(crate) count_throttled: bool,
     pub(crate) open_for: Duration,
-    pub(crate) open_growth: Option<OpenGrowth>,
+    pub(crate) open_growth: f64,
+    pub(crate) max_open_for: Duration,
+    pub(crate) open_jitter: f64,
     pub(crate) probes: u32,
     pub(crate) successes_to_close: Option<u32>,
     pub(crate) probe_timeout: Duration,
@@ -130,11 +160,16 @@ impl Default for BreakerBuilder {
     fn default() -> Self {
         Self {
             name: Cow::Borrowed("default"),
-            model: FailureModel::count_window(100, 0.5).minimum_calls(20),
-            slow_call: None,
+            model: FailureModel::count_window(100)
+                .failure_rate(0.5)
+                .minimum_calls(20),
+            slow_call_duration: None,
+            slow_call_rate: 1.0,
             count_throttled: false,
             open_for: Duration::from_secs(30),
-            open_growth: None,
+            open_growth: 1.0,
+            max_open_for: Duration::from_secs(600),
+            open_jitter: 0.0,
             probes: 1,
             successes_to_close: None,
             probe_timeout: Duration::from_secs(30),
@@ -150,10 +185,13 @@ impl fmt::Debug for BreakerBuilder {
         f.debug_struct("BreakerBuilder")
             .field("name", &self.name)
             .field("model", &self.model)
-            .field("slow_call", &self.slow_call)
+            .field("slow_call_duration", &self.slow_call_duration)
+            .field("slow_call_rate", &self.slow_call_rate)
             .field("count_throttled", &self.count_throttled)
             .field("open_for", &self.open_for)
             .field("open_growth", &self.open_growth)
+            .field("max_open_for", &self.max_open_for)
+            .field("open_jitter", &self.open_jitter)
             .field("probes", &self.probes)
             .field("successes_to_close", &self.successes_to_close)
             .field("probe_timeout", &self.probe_timeout)
@@ -175,11 +213,18 @@ impl BreakerBuilder {
         self
     }
 
-    /// Counts calls that take at least `threshold` as slow, and opens when
-    /// at least `rate` of the window's calls were slow (window models); with
-    /// `consecutive_failures`, a slow call counts as a failure.
-    pub const fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
-        self.slow_call = Some((threshold, rate));
+    /// Counts calls that take at least `threshold` as slow (turns slow-call
+    /// detection on); with `consecutive_failures`, a slow call counts as a
+    /// failure.
+    pub const fn slow_call_duration(mut self, threshold: Duration) -> Self {
+        self.slow_call_duration = Some(threshold);
+        self
+    }
+
+    /// The share of slow calls (above 0, at most 1) that opens a window
+    /// model.
+    pub const fn slow_call_rate(mut self, rate: f64) -> Self {
+        self.slow_call_rate = rate;
         self
     }
 
@@ -197,15 +242,25 @@ impl BreakerBuilder {
         self
     }
 
-    /// Grows the open period by `factor` for each trip in a row (a trip from
-    /// half-open counts), up to `max`, with up to `jitter` (0 to 1) of it
-    /// taken off at random so that a fleet does not probe in step.
-    pub const fn open_growth(mut self, factor: f64, max: Duration, jitter: f64) -> Self {
-        self.open_growth = Some(OpenGrowth {
-            factor,
-            max,
-            jitter,
-        });
+    /// Multiplies the open period by `factor` (at least 1) for each trip in
+    /// a row (a trip from half-open counts), up to
+    /// [`max_open_for`](Self::max_open_for).
+    pub const fn open_growth(mut self, factor: f64) -> Self {
+        self.open_growth = factor;
+        self
+    }
+
+    /// The longest a grown open period lasts (at least `open_for`, at most
+    /// a year).
+    pub const fn max_open_for(mut self, duration: Duration) -> Self {
+        self.max_open_for = duration;
+        self
+    }
+
+    /// Takes up to this share (0 to 1) off each open period at random, so a
+    /// fleet of breakers does not probe in step.
+    pub const fn open_jitter(mut self, jitter: f64) -> Self {
+        self.open_jitter = jitter;
         self
     }
 
@@ -254,15 +309,29 @@ impl BreakerBuilder {
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming the first setting out of range.
-    pub fn build(&self) -> Result<CircuitBreaker, InvalidConfig> {
+    /// [`ConfigError`] naming the first setting out of range.
+    pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         self.validate()?;
-        Ok(CircuitBreaker::from_inner(Inner::new(self)))
+        Ok(self.build_checked())
     }
 
-    fn validate(&self) -> Result<(), InvalidConfig> {
+    /// Builds a breaker from settings already validated.
+    pub(crate) fn build_checked(self) -> CircuitBreaker {
+        CircuitBreaker::from_inner(Inner::new(&self))
+    }
+
+    /// The open-period growth, if any is configured.
+    pub(crate) fn growth(&self) -> Option<OpenGrowth> {
+        (self.open_growth > 1.0 || self.open_jitter > 0.0).then_some(OpenGrowth {
+            factor: self.open_growth,
+            max: self.max_open_for,
+            jitter: self.open_jitter,
+        })
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |setting: &'static str, expected: &'static str| {
-            Err(InvalidConfig { setting, expected })
+            Err(ConfigError::new(setting, expected))
         };
         let rate_ok = |rate: f64| rate > 0.0 && rate <= 1.0;
         match self.model.kind {
@@ -270,13 +339,13 @@ impl BreakerBuilder {
                 return invalid("consecutive_failures", "at least 1");
             }
             ModelKind::CountWindow { size, .. } if size == 0 || size > 1_000_000 => {
-                return invalid("count_window size", "1 to 1 000 000 calls");
+                return invalid("count_window", "1 to 1 000 000 calls");
             }
             ModelKind::CountWindow { failure_rate, .. } if !rate_ok(failure_rate) => {
                 return invalid("failure_rate", "above 0 and at most 1");
             }
             ModelKind::TimeWindow { buckets, .. } if buckets == 0 || buckets > 1000 => {
-                return invalid("time_window buckets", "1 to 1000");
+                return invalid("buckets", "1 to 1000");
             }
             ModelKind::TimeWindow {
                 window, buckets, ..
@@ -291,27 +360,28 @@ impl BreakerBuilder {
         if self.model.minimum_calls == 0 {
             return invalid("minimum_calls", "at least 1");
         }
-        if let Some((threshold, rate)) = self.slow_call {
-            if threshold.is_zero() {
-                return invalid("slow_calls threshold", "longer than zero");
-            }
-            if !rate_ok(rate) {
-                return invalid("slow_calls rate", "above 0 and at most 1");
-            }
+        if self
+            .slow_call_duration
+            .is_some_and(|threshold| threshold.is_zero())
+        {
+            return invalid("slow_call_duration", "longer than zero");
+        }
+        if !rate_ok(self.slow_call_rate) {
+            return invalid("slow_call_rate", "above 0 and at most 1");
         }
         if self.open_for.is_zero() || self.open_for > Duration::from_secs(365 * 86_400) {
             return invalid("open_for", "longer than zero and at most a year");
         }
-        if let Some(growth) = self.open_growth {
-            if !(growth.factor.is_finite() && growth.factor >= 1.0) {
-                return invalid("open_growth factor", "a finite number of at least 1");
-            }
-            if growth.max < self.open_for || growth.max > Duration::from_secs(365 * 86_400) {
-                return invalid("open_growth max", "between open_for and a year");
-            }
-            if !(0.0..=1.0).contains(&growth.jitter) {
-                return invalid("open_growth jitter", "from 0 to 1");
-            }
+        if !(self.open_growth.is_finite() && self.open_growth >= 1.0) {
+            return invalid("open_growth", "a finite number of at least 1");
+        }
+        if self.max_open_for < self.open_for
+            || self.max_open_for > Duration::from_secs(365 * 86_400)
+        {
+            return invalid("max_open_for", "between open_for and a year");
+        }
+        if !(0.0..=1.0).contains(&self.open_jitter) {
+            return invalid("open_jitter", "from 0 to 1");
         }
         if self.probes == 0 || self.probes > 64 {
             return invalid("half_open_probes", "1 to 64");
@@ -325,33 +395,3 @@ impl BreakerBuilder {
         Ok(())
     }
 }
-
-/// A breaker setting out of range.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidConfig {
-    setting: &'static str,
-    expected: &'static str,
-}
-
-impl InvalidConfig {
-    pub(crate) const fn new(setting: &'static str, expected: &'static str) -> Self {
-        Self { setting, expected }
-    }
-
-    /// The setting that is wrong.
-    pub fn setting(&self) -> &str {
-        self.setting
-    }
-}
-
-impl fmt::Display for InvalidConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker setting {}: expected {}",
-            self.setting, self.expected
-        )
-    }
-}
-
-impl std::error::Error for InvalidConfig {}

@@ -14,10 +14,10 @@ mod window;
 
 pub use breaker::{CircuitBreaker, Permit, Rejected};
 pub use call::BreakerError;
-pub use config::{BreakerBuilder, FailureModel, InvalidConfig};
+pub use config::{BreakerBuilder, FailureModel};
 pub use events::{ChangeReason, Snapshot, StateChange, WindowStats};
-pub use payguard_core::{Classify, FromError, Outcome, from_error};
-pub use registry::{BreakerRegistry, RegistryError, RegistryFull};
+pub use payguard_core::{Classify, ConfigError, FromError, Outcome, from_error};
+pub use registry::{BreakerRegistry, RegistryBuilder, RegistryFull};
 pub use state::State;
 #[cfg(feature = "tower")]
 pub use tower::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};

@@ -1,10 +1,11 @@
 //! One breaker per key (gateway, merchant, endpoint), bounded.
 
 use crate::breaker::CircuitBreaker;
-use crate::config::{BreakerBuilder, InvalidConfig};
+use crate::config::BreakerBuilder;
 use crate::events::Snapshot;
 use crate::state::State;
 use payguard_core::Clock;
+use payguard_core::ConfigError;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
@@ -23,7 +24,10 @@ use std::time::{Duration, Instant};
 /// use payguard_breaker::{BreakerRegistry, CircuitBreaker};
 /// use std::time::Duration;
 ///
-/// let registry = BreakerRegistry::new(CircuitBreaker::builder().name("gateway"), 10_000, Duration::from_secs(600))?;
+/// let registry = BreakerRegistry::builder(CircuitBreaker::builder().name("gateway"))
+///     .max_breakers(10_000)
+///     .idle_after(Duration::from_secs(600))
+///     .build()?;
 /// let paystack = registry.get(&"paystack".to_string())?;
 /// assert_eq!(paystack.name(), "gateway:paystack");
 /// assert_eq!(registry.len(), 1);
@@ -72,57 +76,73 @@ impl fmt::Display for RegistryFull {
 
 impl std::error::Error for RegistryFull {}
 
-/// Why [`BreakerRegistry::get`] failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RegistryError {
-    /// No breaker could be evicted to make room.
-    Full(RegistryFull),
-    /// The template's settings are invalid.
-    Config(InvalidConfig),
+/// Builds a [`BreakerRegistry`].
+///
+/// # Default
+///
+/// | setting | default |
+/// |---|---|
+/// | `max_breakers` | 10 000 |
+/// | `idle_after` | 10 min |
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct RegistryBuilder {
+    template: BreakerBuilder,
+    max_breakers: usize,
+    idle_after: Duration,
 }
 
-impl fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RegistryError::Full(full) => full.fmt(f),
-            RegistryError::Config(config) => config.fmt(f),
+impl RegistryBuilder {
+    /// At most this many breakers (at least 1).
+    pub const fn max_breakers(mut self, max_breakers: usize) -> Self {
+        self.max_breakers = max_breakers;
+        self
+    }
+
+    /// A closed breaker unused for this long may be evicted.
+    pub const fn idle_after(mut self, idle_after: Duration) -> Self {
+        self.idle_after = idle_after;
+        self
+    }
+
+    /// Checks the settings (the template's too) and builds the registry.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the template is invalid or `max_breakers` is 0.
+    pub fn build<K>(self) -> Result<BreakerRegistry<K>, ConfigError> {
+        self.template.validate()?;
+        if self.max_breakers == 0 {
+            return Err(ConfigError::new("max_breakers", "at least 1"));
         }
+        let clock = Arc::clone(&self.template.clock);
+        Ok(BreakerRegistry {
+            origin: clock.now(),
+            clock,
+            template: self.template,
+            max_breakers: self.max_breakers,
+            idle_after: self.idle_after,
+            breakers: RwLock::new(HashMap::new()),
+        })
     }
 }
 
-impl std::error::Error for RegistryError {}
+impl BreakerRegistry<()> {
+    /// A registry of breakers built from `template`, each named
+    /// `"{template name}:{key}"`.
+    pub fn builder(template: BreakerBuilder) -> RegistryBuilder {
+        RegistryBuilder {
+            template,
+            max_breakers: 10_000,
+            idle_after: Duration::from_secs(600),
+        }
+    }
+}
 
 impl<K> BreakerRegistry<K>
 where
     K: Hash + Eq + Clone + fmt::Display,
 {
-    /// A registry of breakers built from `template` (each named
-    /// `"{template name}:{key}"`).
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidConfig`] when the template is invalid or `max_breakers` is 0.
-    pub fn new(
-        template: BreakerBuilder,
-        max_breakers: usize,
-        idle_after: Duration,
-    ) -> Result<Self, InvalidConfig> {
-        template.build()?;
-        if max_breakers == 0 {
-            return Err(InvalidConfig::new("max_breakers", "at least 1"));
-        }
-        let clock = Arc::clone(&template.clock);
-        Ok(Self {
-            origin: clock.now(),
-            clock,
-            template,
-            max_breakers,
-            idle_after,
-            breakers: RwLock::new(HashMap::new()),
-        })
-    }
-
     fn now_ms(&self) -> u64 {
         u64::try_from(
             self.clock
@@ -137,9 +157,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`RegistryError::Full`] when the registry is full of breakers that
-    /// must not be evicted.
-    pub fn get(&self, key: &K) -> Result<CircuitBreaker, RegistryError> {
+    /// [`RegistryFull`] when the registry is full of breakers that must not
+    /// be evicted.
+    pub fn get(&self, key: &K) -> Result<CircuitBreaker, RegistryFull> {
         let now = self.now_ms();
         if let Some(entry) = self.read().get(key) {
             entry.last_used.store(now, Ordering::Relaxed);
@@ -157,16 +177,15 @@ where
             self.evict(&mut breakers, now);
         }
         if breakers.len() >= self.max_breakers {
-            return Err(RegistryError::Full(RegistryFull {
+            return Err(RegistryFull {
                 max_breakers: self.max_breakers,
-            }));
+            });
         }
         let breaker = self
             .template
             .clone()
             .name(format!("{}:{key}", self.template.name))
-            .build()
-            .map_err(RegistryError::Config)?;
+            .build_checked();
         breakers.insert(
             key.clone(),
             Entry {

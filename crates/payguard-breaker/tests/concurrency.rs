@@ -66,7 +66,11 @@ fn racing_failures_trip_once() {
     let opened = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&opened);
     let breaker = CircuitBreaker::builder()
-        .failure_model(FailureModel::count_window(100, 0.5).minimum_calls(10))
+        .failure_model(
+            FailureModel::count_window(100)
+                .failure_rate(0.5)
+                .minimum_calls(10),
+        )
         .on_state_change(move |change| {
             if change.to() == State::Open {
                 counter.fetch_add(1, Ordering::SeqCst);

@@ -44,7 +44,11 @@ fn consecutive_failures_open_and_a_success_resets_the_streak() {
 fn declines_never_open_the_breaker_and_timeouts_do() {
     let clock = ManualClock::new();
     let breaker = builder(&clock)
-        .failure_model(FailureModel::count_window(10, 0.5).minimum_calls(10))
+        .failure_model(
+            FailureModel::count_window(10)
+                .failure_rate(0.5)
+                .minimum_calls(10),
+        )
         .build()
         .unwrap();
     for _ in 0..1000 {
@@ -62,7 +66,11 @@ fn declines_never_open_the_breaker_and_timeouts_do() {
 fn count_window_waits_for_minimum_calls_then_judges_the_rate() {
     let clock = ManualClock::new();
     let breaker = builder(&clock)
-        .failure_model(FailureModel::count_window(20, 0.5).minimum_calls(10))
+        .failure_model(
+            FailureModel::count_window(20)
+                .failure_rate(0.5)
+                .minimum_calls(10),
+        )
         .build()
         .unwrap();
     // 4 failures of 4 calls: 100 %, but below the minimum.
@@ -86,7 +94,12 @@ fn count_window_waits_for_minimum_calls_then_judges_the_rate() {
 fn time_window_forgets_old_failures() {
     let clock = ManualClock::new();
     let breaker = builder(&clock)
-        .failure_model(FailureModel::time_window(10 * SEC, 10, 0.5).minimum_calls(4))
+        .failure_model(
+            FailureModel::time_window(10 * SEC)
+                .buckets(10)
+                .failure_rate(0.5)
+                .minimum_calls(4),
+        )
         .build()
         .unwrap();
     record(&breaker, Outcome::Transient);
@@ -110,8 +123,13 @@ fn time_window_forgets_old_failures() {
 fn slow_calls_open_the_breaker() {
     let clock = ManualClock::new();
     let breaker = builder(&clock)
-        .failure_model(FailureModel::count_window(10, 0.5).minimum_calls(4))
-        .slow_calls(2 * SEC, 0.5)
+        .failure_model(
+            FailureModel::count_window(10)
+                .failure_rate(0.5)
+                .minimum_calls(4),
+        )
+        .slow_call_duration(2 * SEC)
+        .slow_call_rate(0.5)
         .build()
         .unwrap();
     for slow in [false, true, false, true] {
@@ -193,7 +211,13 @@ fn open_rejects_with_the_time_left_then_half_opens() {
 #[test]
 fn a_failed_probe_reopens_for_longer_with_growth() {
     let clock = ManualClock::new();
-    let breaker = tripped(&clock, builder(&clock).open_growth(2.0, 35 * SEC, 0.0));
+    let breaker = tripped(
+        &clock,
+        builder(&clock)
+            .open_growth(2.0)
+            .max_open_for(35 * SEC)
+            .open_jitter(0.0),
+    );
     let mut open_periods = vec![breaker.snapshot().retry_after.unwrap()];
     for _ in 0..3 {
         clock.advance(open_periods.last().copied().unwrap());
@@ -218,7 +242,9 @@ fn open_growth_jitter_stays_within_its_bounds() {
             &clock,
             builder(&clock)
                 .name(format!("b{seed}"))
-                .open_growth(1.0, 10 * SEC, 0.5),
+                .open_growth(1.0)
+                .max_open_for(10 * SEC)
+                .open_jitter(0.5),
         );
         let open_for = breaker.snapshot().retry_after.unwrap();
         assert!(open_for >= 5 * SEC && open_for <= 10 * SEC, "{open_for:?}");
@@ -370,19 +396,23 @@ fn invalid_settings_are_build_errors() {
             "consecutive_failures",
         ),
         (
-            CircuitBreaker::builder().failure_model(FailureModel::count_window(0, 0.5)),
-            "count_window size",
+            CircuitBreaker::builder()
+                .failure_model(FailureModel::count_window(0).failure_rate(0.5)),
+            "count_window",
         ),
         (
-            CircuitBreaker::builder().failure_model(FailureModel::count_window(10, 1.5)),
+            CircuitBreaker::builder()
+                .failure_model(FailureModel::count_window(10).failure_rate(1.5)),
             "failure_rate",
         ),
         (
-            CircuitBreaker::builder().failure_model(FailureModel::count_window(10, f64::NAN)),
+            CircuitBreaker::builder()
+                .failure_model(FailureModel::count_window(10).failure_rate(f64::NAN)),
             "failure_rate",
         ),
         (
-            CircuitBreaker::builder().failure_model(FailureModel::time_window(MS, 10, 0.5)),
+            CircuitBreaker::builder()
+                .failure_model(FailureModel::time_window(MS).buckets(10).failure_rate(0.5)),
             "time_window",
         ),
         (
@@ -398,25 +428,29 @@ fn invalid_settings_are_build_errors() {
             "open_for",
         ),
         (
-            CircuitBreaker::builder().open_growth(0.5, SEC * 60, 0.0),
-            "open_growth factor",
+            CircuitBreaker::builder()
+                .open_growth(0.5)
+                .max_open_for(SEC * 60)
+                .open_jitter(0.0),
+            "open_growth",
         ),
         (
-            CircuitBreaker::builder().open_growth(2.0, SEC * 60, 1.5),
-            "open_growth jitter",
+            CircuitBreaker::builder()
+                .open_growth(2.0)
+                .max_open_for(SEC * 60)
+                .open_jitter(1.5),
+            "open_jitter",
         ),
         (
-            CircuitBreaker::builder().slow_calls(Duration::ZERO, 0.5),
-            "slow_calls threshold",
+            CircuitBreaker::builder()
+                .slow_call_duration(Duration::ZERO)
+                .slow_call_rate(0.5),
+            "slow_call_duration",
         ),
     ];
     for (builder, setting) in cases {
         let error = builder.build().unwrap_err();
         assert_eq!(error.setting(), setting);
-        assert!(
-            error
-                .to_string()
-                .starts_with("invalid circuit breaker setting")
-        );
+        assert!(error.to_string().starts_with("invalid configuration: "));
     }
 }

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod config;
 mod outcome;
 mod retry_after;
 mod sql;
@@ -11,6 +12,7 @@ pub use clock::ManualClock;
 #[cfg(feature = "tokio")]
 pub use clock::TokioClock;
 pub use clock::{Clock, SystemClock};
+pub use config::ConfigError;
 pub use outcome::{Classify, FromError, HttpClassifier, Outcome, from_error};
 pub use retry_after::RetryAfter;
 pub use sql::SqlTimeouts;

@@ -88,14 +88,17 @@ impl Backoff {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), crate::InvalidPolicy> {
+    pub(crate) fn validate(&self) -> Result<(), payguard_core::ConfigError> {
         match &self.kind {
             BackoffKind::Exponential { factor, .. } if !(factor.is_finite() && *factor >= 1.0) => {
-                Err(crate::InvalidPolicy::Factor)
+                Err(payguard_core::ConfigError::new(
+                    "backoff",
+                    "an exponential factor that is a finite number of at least 1",
+                ))
             }
-            BackoffKind::Schedule(delays) if delays.is_empty() => {
-                Err(crate::InvalidPolicy::EmptySchedule)
-            }
+            BackoffKind::Schedule(delays) if delays.is_empty() => Err(
+                payguard_core::ConfigError::new("backoff", "a schedule of at least one delay"),
+            ),
             _ => Ok(()),
         }
     }

@@ -1,7 +1,7 @@
 //! Retry budgets: retries as a bounded fraction of calls, so an outage of a
 //! gateway cannot multiply its own load.
 
-use payguard_core::{Clock, SystemClock};
+use payguard_core::{Clock, ConfigError, SystemClock};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +41,7 @@ const NANOS_PER_SEC: u128 = 1_000_000_000;
 /// budget.deposit();
 /// assert!(budget.try_withdraw());   // two calls earned one retry
 /// assert!(!budget.try_withdraw());
-/// # Ok::<(), payguard_retry::InvalidBudget>(())
+/// # Ok::<(), payguard_retry::ConfigError>(())
 /// ```
 pub struct RetryBudget {
     deposit: u64,
@@ -215,58 +215,63 @@ impl RetryBudgetBuilder {
     ///
     /// # Errors
     ///
-    /// [`InvalidBudget`] when a setting is negative, not finite, or too large
-    /// to count (over 10^9 tokens).
-    pub fn build(self) -> Result<RetryBudget, InvalidBudget> {
-        let ratio = to_fixed(self.ratio, "ratio")?;
-        let floor = to_fixed(self.min_per_second, "min_per_second")?;
-        let max_balance = to_fixed(self.max_balance, "max_balance")?;
-        let initial = to_fixed(
-            self.initial_balance.unwrap_or(self.min_per_second),
-            "initial_balance",
-        )?;
-        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        Ok(RetryBudget {
-            deposit: ratio,
-            floor_per_second: floor,
-            max_balance,
-            balance: AtomicU64::new(initial.min(max_balance)),
-            credited_until: AtomicU64::new(0),
-            origin: clock.now(),
-            clock,
+    /// [`ConfigError`] naming the setting that is negative, not finite, or
+    /// too large to count (over 10^9 tokens).
+    pub fn build(self) -> Result<RetryBudget, ConfigError> {
+        self.settings().map(|settings| settings.budget())
+    }
+
+    fn settings(self) -> Result<BudgetSettings, ConfigError> {
+        Ok(BudgetSettings {
+            deposit: to_fixed(self.ratio, "ratio")?,
+            floor_per_second: to_fixed(self.min_per_second, "min_per_second")?,
+            max_balance: to_fixed(self.max_balance, "max_balance")?,
+            initial: to_fixed(
+                self.initial_balance.unwrap_or(self.min_per_second),
+                "initial_balance",
+            )?,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         })
     }
 }
 
-fn to_fixed(value: f64, setting: &'static str) -> Result<u64, InvalidBudget> {
+/// A checked budget configuration, in fixed-point tokens.
+#[derive(Debug, Clone)]
+struct BudgetSettings {
+    deposit: u64,
+    floor_per_second: u64,
+    max_balance: u64,
+    initial: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl BudgetSettings {
+    fn budget(&self) -> RetryBudget {
+        RetryBudget {
+            deposit: self.deposit,
+            floor_per_second: self.floor_per_second,
+            max_balance: self.max_balance,
+            balance: AtomicU64::new(self.initial.min(self.max_balance)),
+            credited_until: AtomicU64::new(0),
+            origin: self.clock.now(),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+fn to_fixed(value: f64, setting: &'static str) -> Result<u64, ConfigError> {
     const LIMIT: f64 = 1e9;
     if value.is_finite() && (0.0..=LIMIT).contains(&value) {
         // In range by the check above, so the cast cannot truncate.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Ok((value * TOKEN as f64).round() as u64)
     } else {
-        Err(InvalidBudget { setting, value })
+        Err(ConfigError::new(
+            setting,
+            format!("a finite number from 0 to 1e9 (it is {value})"),
+        ))
     }
 }
-
-/// A budget setting that cannot be used.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InvalidBudget {
-    setting: &'static str,
-    value: f64,
-}
-
-impl fmt::Display for InvalidBudget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid retry budget: {} is {}, expected a finite number from 0 to 1e9",
-            self.setting, self.value
-        )
-    }
-}
-
-impl std::error::Error for InvalidBudget {}
 
 /// One [`RetryBudget`] per key (per gateway, per merchant), created on first
 /// use from one template. Keys are meant to be few and long-lived; hold on to
@@ -276,51 +281,51 @@ impl std::error::Error for InvalidBudget {}
 /// use payguard_retry::{RetryBudget, RetryBudgets};
 /// use std::sync::Arc;
 ///
-/// let budgets = RetryBudgets::new(RetryBudget::builder().ratio(0.1));
-/// let paystack = budgets.get("paystack")?;
-/// assert!(Arc::ptr_eq(&paystack, &budgets.get("paystack")?));
-/// assert!(!Arc::ptr_eq(&paystack, &budgets.get("flutterwave")?));
-/// # Ok::<(), payguard_retry::InvalidBudget>(())
+/// let budgets = RetryBudgets::new(RetryBudget::builder().ratio(0.1))?;
+/// let paystack = budgets.get("paystack");
+/// assert!(Arc::ptr_eq(&paystack, &budgets.get("paystack")));
+/// assert!(!Arc::ptr_eq(&paystack, &budgets.get("flutterwave")));
+/// # Ok::<(), payguard_retry::ConfigError>(())
 /// ```
 #[derive(Debug)]
 pub struct RetryBudgets {
-    template: RetryBudgetBuilder,
+    template: BudgetSettings,
     budgets: RwLock<HashMap<Box<str>, Arc<RetryBudget>>>,
 }
 
 impl RetryBudgets {
-    /// Budgets built from `template`.
-    pub fn new(template: RetryBudgetBuilder) -> Self {
-        Self {
-            template,
-            budgets: RwLock::new(HashMap::new()),
-        }
-    }
-
-    /// The budget for `key`, created on first use.
+    /// Budgets built from `template`, checked once here.
     ///
     /// # Errors
     ///
-    /// [`InvalidBudget`] when the template's settings are invalid.
-    pub fn get(&self, key: &str) -> Result<Arc<RetryBudget>, InvalidBudget> {
+    /// [`ConfigError`] when the template's settings are invalid.
+    pub fn new(template: RetryBudgetBuilder) -> Result<Self, ConfigError> {
+        Ok(Self {
+            template: template.settings()?,
+            budgets: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The budget for `key`, created on first use.
+    pub fn get(&self, key: &str) -> Arc<RetryBudget> {
         if let Some(budget) = self
             .budgets
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(key)
         {
-            return Ok(Arc::clone(budget));
+            return Arc::clone(budget);
         }
         let mut budgets = self
             .budgets
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(budget) = budgets.get(key) {
-            return Ok(Arc::clone(budget));
+            return Arc::clone(budget);
         }
-        let budget = Arc::new(self.template.clone().build()?);
+        let budget = Arc::new(self.template.budget());
         budgets.insert(key.into(), Arc::clone(&budget));
-        Ok(budget)
+        budget
     }
 
     /// The keys with a budget.
@@ -395,17 +400,17 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_errors() {
-        for builder in [
-            RetryBudget::builder().ratio(-0.1),
-            RetryBudget::builder().ratio(f64::NAN),
-            RetryBudget::builder().min_per_second(f64::INFINITY),
-            RetryBudget::builder().max_balance(1e12),
+        for (builder, setting) in [
+            (RetryBudget::builder().ratio(-0.1), "ratio"),
+            (RetryBudget::builder().ratio(f64::NAN), "ratio"),
+            (
+                RetryBudget::builder().min_per_second(f64::INFINITY),
+                "min_per_second",
+            ),
+            (RetryBudget::builder().max_balance(1e12), "max_balance"),
         ] {
-            let error = builder.build().unwrap_err();
-            assert!(
-                error.to_string().starts_with("invalid retry budget: "),
-                "{error}"
-            );
+            assert_eq!(builder.clone().build().unwrap_err().setting(), setting);
+            assert_eq!(RetryBudgets::new(builder).unwrap_err().setting(), setting);
         }
     }
 }

@@ -89,7 +89,7 @@ impl RetryPolicy {
     ///     .classify(Outcome::Transient)
     ///     .call();
     /// assert_eq!(value.ok(), Some(3));
-    /// # Ok::<(), payguard_retry::InvalidPolicy>(())
+    /// # Ok::<(), payguard_retry::ConfigError>(())
     /// ```
     pub fn retry_blocking<Op, T, E>(
         &self,

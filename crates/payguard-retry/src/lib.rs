@@ -16,12 +16,12 @@ mod tower;
 
 pub use attempt::{Attempt, Idempotency, IdempotencyKey, InvalidIdempotencyKey, RetryEvent};
 pub use backoff::{Backoff, Jitter, RandomSource, SplitMix64};
-pub use budget::{InvalidBudget, RetryBudget, RetryBudgetBuilder, RetryBudgets};
+pub use budget::{RetryBudget, RetryBudgetBuilder, RetryBudgets};
 pub use call::{Retry, RetryFuture};
 pub use error::{RetryError, StopReason};
 #[cfg(feature = "reqwest")]
 pub use http::{HttpError, RetryRequest};
-pub use payguard_core::{Classify, FromError, Outcome, from_error};
-pub use policy::{InvalidPolicy, RetryPolicy, RetryPolicyBuilder};
+pub use payguard_core::{Classify, ConfigError, FromError, Outcome, from_error};
+pub use policy::{RetryPolicy, RetryPolicyBuilder};
 #[cfg(feature = "tower")]
 pub use tower::{RetryLayer, RetryService};

@@ -3,7 +3,7 @@
 use crate::backoff::{Backoff, Jitter, RandomSource, SplitMix64};
 use crate::budget::RetryBudget;
 use crate::telemetry::Metrics;
-use payguard_core::Clock;
+use payguard_core::{Clock, ConfigError};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use std::time::Duration;
 ///     .attempt_timeout(Duration::from_secs(8))
 ///     .build()?;
 /// # let _ = policy;
-/// # Ok::<(), payguard_retry::InvalidPolicy>(())
+/// # Ok::<(), payguard_retry::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct RetryPolicy {
@@ -212,26 +212,27 @@ impl RetryPolicyBuilder {
     ///
     /// # Errors
     ///
-    /// [`InvalidPolicy`] when `max_attempts` is 0, the exponential factor is
-    /// below 1 or not finite, a schedule is empty, the smallest backoff delay
-    /// is above `max_delay`, or the deadline or attempt timeout is zero.
-    pub fn build(self) -> Result<RetryPolicy, InvalidPolicy> {
+    /// [`ConfigError`] naming the setting: `max_attempts` is 0, the
+    /// exponential factor is below 1 or not finite, a schedule is empty, the
+    /// smallest backoff delay is above `max_delay`, or the deadline or
+    /// attempt timeout is zero.
+    pub fn build(self) -> Result<RetryPolicy, ConfigError> {
         if self.max_attempts == 0 {
-            return Err(InvalidPolicy::ZeroAttempts);
+            return Err(ConfigError::new("max_attempts", "at least 1"));
         }
         self.backoff.validate()?;
         let base = self.backoff.base();
         if base > self.max_delay {
-            return Err(InvalidPolicy::BaseAboveMaxDelay {
-                base,
-                max_delay: self.max_delay,
-            });
+            return Err(ConfigError::new(
+                "max_delay",
+                format!("at least the smallest backoff delay ({base:?})"),
+            ));
         }
         if self.deadline == Some(Duration::ZERO) {
-            return Err(InvalidPolicy::ZeroDeadline);
+            return Err(ConfigError::new("deadline", "longer than zero"));
         }
         if self.attempt_timeout == Some(Duration::ZERO) {
-            return Err(InvalidPolicy::ZeroAttemptTimeout);
+            return Err(ConfigError::new("attempt_timeout", "longer than zero"));
         }
         let random = match (self.random, self.seed) {
             (Some(random), _) => random,
@@ -254,57 +255,6 @@ impl RetryPolicyBuilder {
     }
 }
 
-/// A policy setting that cannot work.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum InvalidPolicy {
-    /// `max_attempts` was 0.
-    ZeroAttempts,
-    /// The exponential factor was below 1, NaN or infinite.
-    Factor,
-    /// `Backoff::schedule` was given no delays.
-    EmptySchedule,
-    /// The smallest backoff delay was above `max_delay`.
-    BaseAboveMaxDelay {
-        /// The smallest delay of the backoff.
-        base: Duration,
-        /// The cap.
-        max_delay: Duration,
-    },
-    /// The deadline was zero.
-    ZeroDeadline,
-    /// The attempt timeout was zero.
-    ZeroAttemptTimeout,
-}
-
-impl fmt::Display for InvalidPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InvalidPolicy::ZeroAttempts => {
-                f.write_str("invalid retry policy: max_attempts must be at least 1")
-            }
-            InvalidPolicy::Factor => f.write_str(
-                "invalid retry policy: the exponential factor must be a finite number of at least 1",
-            ),
-            InvalidPolicy::EmptySchedule => {
-                f.write_str("invalid retry policy: a backoff schedule needs at least one delay")
-            }
-            InvalidPolicy::BaseAboveMaxDelay { base, max_delay } => write!(
-                f,
-                "invalid retry policy: the smallest backoff delay ({base:?}) is above max_delay ({max_delay:?})"
-            ),
-            InvalidPolicy::ZeroDeadline => {
-                f.write_str("invalid retry policy: the deadline must be longer than zero")
-            }
-            InvalidPolicy::ZeroAttemptTimeout => {
-                f.write_str("invalid retry policy: the attempt timeout must be longer than zero")
-            }
-        }
-    }
-}
-
-impl std::error::Error for InvalidPolicy {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,48 +263,39 @@ mod tests {
     fn invalid_settings_are_build_errors() {
         let ms = Duration::from_millis(1);
         let cases = [
-            (
-                RetryPolicy::builder().max_attempts(0),
-                InvalidPolicy::ZeroAttempts,
-            ),
+            (RetryPolicy::builder().max_attempts(0), "max_attempts"),
             (
                 RetryPolicy::builder().backoff(Backoff::exponential(ms, 0.5)),
-                InvalidPolicy::Factor,
+                "backoff",
             ),
             (
                 RetryPolicy::builder().backoff(Backoff::exponential(ms, f64::NAN)),
-                InvalidPolicy::Factor,
+                "backoff",
             ),
             (
                 RetryPolicy::builder().backoff(Backoff::exponential(ms, f64::INFINITY)),
-                InvalidPolicy::Factor,
+                "backoff",
             ),
             (
                 RetryPolicy::builder().backoff(Backoff::schedule([])),
-                InvalidPolicy::EmptySchedule,
+                "backoff",
             ),
             (
                 RetryPolicy::builder()
                     .backoff(Backoff::constant(10 * ms))
                     .max_delay(ms),
-                InvalidPolicy::BaseAboveMaxDelay {
-                    base: 10 * ms,
-                    max_delay: ms,
-                },
+                "max_delay",
             ),
-            (
-                RetryPolicy::builder().deadline(Duration::ZERO),
-                InvalidPolicy::ZeroDeadline,
-            ),
+            (RetryPolicy::builder().deadline(Duration::ZERO), "deadline"),
             (
                 RetryPolicy::builder().attempt_timeout(Duration::ZERO),
-                InvalidPolicy::ZeroAttemptTimeout,
+                "attempt_timeout",
             ),
         ];
-        for (builder, expected) in cases {
+        for (builder, setting) in cases {
             let error = builder.build().unwrap_err();
-            assert_eq!(error, expected);
-            assert!(error.to_string().starts_with("invalid retry policy: "));
+            assert_eq!(error.setting(), setting);
+            assert!(error.to_string().starts_with("invalid configuration: "));
         }
     }
 

@@ -158,8 +158,8 @@ pub struct Gateways {
     policy: RetryPolicy,
 }
 
-fn breaker(name: &'static str) -> CircuitBreaker {
-    let built = CircuitBreaker::builder()
+fn breaker(name: &'static str) -> Result<CircuitBreaker, payguard_core::ConfigError> {
+    CircuitBreaker::builder()
         .name(name)
         .on_state_change(move |change| {
             if change.to() == State::Open {
@@ -173,18 +173,10 @@ fn breaker(name: &'static str) -> CircuitBreaker {
             metrics::gauge!("booking_breaker_state", "gateway" => name).set(level);
             tracing::warn!(gateway = name, from = ?change.from(), to = ?change.to(), "circuit breaker changed state");
         })
-        .failure_model(FailureModel::count_window(20, 0.5).minimum_calls(10))
+        .failure_model(FailureModel::count_window(20).failure_rate(0.5).minimum_calls(10))
         .open_for(Duration::from_secs(3))
         .half_open_probes(1)
-        .build();
-    match built {
-        Ok(breaker) => breaker,
-        // The settings above are valid; keep serving if a future version disagrees.
-        Err(_) => CircuitBreaker::builder()
-            .name(name)
-            .build()
-            .unwrap_or_else(|_| unreachable!()),
-    }
+        .build()
 }
 
 impl Gateways {
@@ -224,8 +216,8 @@ impl Gateways {
         Ok(Self {
             http,
             config,
-            paystack: breaker("paystack"),
-            flutterwave: breaker("flutterwave"),
+            paystack: breaker("paystack").map_err(|error| error.to_string())?,
+            flutterwave: breaker("flutterwave").map_err(|error| error.to_string())?,
             policy,
         })
     }
