@@ -4,7 +4,7 @@ use crate::Failure;
 use clap::{Args, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use payguard_core::{Clock, SystemClock};
-use payguard_webhook::{Provider, ReplayWindow, Verifier};
+use payguard_webhook::{Provider, Verifier};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,11 +73,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
 }
 
 fn run_verify(args: Verify) -> Result<(), Failure> {
-    let window = args
-        .tolerance
-        .map(|secs| ReplayWindow::symmetric(Duration::from_secs(secs)))
-        .unwrap_or_default();
-    let verifier = verifier(&args.common, window)?;
+    let verifier = verifier(&args.common, args.tolerance.map(Duration::from_secs))?;
     let headers = parse_headers(&args.headers)?;
     let body = read_body(args.common.body_file.as_ref())?;
     let now = at(args.common.now);
@@ -103,7 +99,7 @@ fn run_verify(args: Verify) -> Result<(), Failure> {
 }
 
 fn run_sign(args: Sign) -> Result<(), Failure> {
-    let verifier = verifier(&args.common, ReplayWindow::default())?;
+    let verifier = verifier(&args.common, None)?;
     let body = read_body(args.common.body_file.as_ref())?;
     let headers = verifier
         .sign_at(&body, at(args.common.now), args.id.as_deref())
@@ -117,12 +113,15 @@ fn run_sign(args: Sign) -> Result<(), Failure> {
     Ok(())
 }
 
-fn verifier(common: &Common, window: ReplayWindow) -> Result<Verifier, Failure> {
+fn verifier(common: &Common, tolerance: Option<Duration>) -> Result<Verifier, Failure> {
     let provider: Provider = common
         .provider
         .parse()
         .map_err(|error: payguard_webhook::UnknownProvider| Failure::Usage(error.to_string()))?;
-    let mut builder = Verifier::builder(provider).replay_window(window);
+    let mut builder = Verifier::builder(provider);
+    if let Some(tolerance) = tolerance {
+        builder = builder.tolerance(tolerance);
+    }
     for secret in &common.secrets {
         builder = builder.secret(secret.clone());
     }

@@ -13,7 +13,8 @@ mod tracing_layer;
 
 pub use detector::Detector;
 pub use keys::KeyClass;
-pub use redactor::{CardMask, InvalidRedactor, Redactor, RedactorBuilder, Report, Strategy};
+pub use payguard_core::ConfigError;
+pub use redactor::{CardMask, Redactor, RedactorBuilder, Report, Strategy};
 pub use secret::Secret;
 #[cfg(feature = "tracing")]
 pub use tracing_layer::{LogFormat, RedactingLayer, RedactingMakeWriter, RedactingWriter};

@@ -4,6 +4,7 @@ use crate::detector::{Detector, Finding};
 use crate::keys::{KeyClass, KeyPolicy};
 use crate::scan::{self, secrets::SecretScanner};
 use hmac::{Hmac, KeyInit, Mac};
+use payguard_core::ConfigError;
 use sha2::Sha256;
 use std::borrow::Cow;
 use std::fmt;
@@ -206,38 +207,40 @@ impl RedactorBuilder {
     ///
     /// # Errors
     ///
-    /// [`InvalidRedactor`] when a detector uses [`Strategy::Pseudonym`]
+    /// [`ConfigError`] when a detector uses [`Strategy::Pseudonym`]
     /// without a key, the key is shorter than 32 bytes or its id is not
     /// plain ASCII, or `max_input_bytes` is zero.
-    pub fn build(self) -> Result<Redactor, InvalidRedactor> {
+    pub fn build(self) -> Result<Redactor, ConfigError> {
         let needs_key = self.strategies.contains(&Strategy::Pseudonym);
         let pseudonym = match self.pseudonym {
             Some((id, key)) => {
                 if key.len() < 32 {
-                    return Err(InvalidRedactor(
-                        "the pseudonym key must be at least 32 bytes",
-                    ));
+                    return Err(ConfigError::new("pseudonym_key", "at least 32 bytes"));
                 }
                 if id.is_empty()
                     || !id
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                 {
-                    return Err(InvalidRedactor(
-                        "the pseudonym key id must be ASCII letters, digits, '_' or '-'",
+                    return Err(ConfigError::new(
+                        "pseudonym_key",
+                        "an id of ASCII letters, digits, '_' or '-'",
                     ));
                 }
                 let mac = Hmac::<Sha256>::new_from_slice(&key)
-                    .map_err(|_| InvalidRedactor("the pseudonym key is unusable"))?;
+                    .map_err(|_| ConfigError::new("pseudonym_key", "usable as an HMAC key"))?;
                 Some((id, mac))
             }
             None if needs_key => {
-                return Err(InvalidRedactor("Strategy::Pseudonym needs a pseudonym_key"));
+                return Err(ConfigError::new(
+                    "pseudonym_key",
+                    "set when a detector uses Strategy::Pseudonym",
+                ));
             }
             None => None,
         };
         if self.max_input_bytes == 0 {
-            return Err(InvalidRedactor("max_input_bytes must be above zero"));
+            return Err(ConfigError::new("max_input_bytes", "above zero"));
         }
         Ok(Redactor {
             inner: Arc::new(Inner {
@@ -252,18 +255,6 @@ impl RedactorBuilder {
         })
     }
 }
-
-/// A redactor that cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidRedactor(&'static str);
-
-impl fmt::Display for InvalidRedactor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid redactor: {}", self.0)
-    }
-}
-
-impl std::error::Error for InvalidRedactor {}
 
 /// What a redaction did, by detector and key rule; never the values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -86,45 +86,6 @@ impl fmt::Display for VerifyError {
 
 impl std::error::Error for VerifyError {}
 
-/// A verifier that cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// No secret was given.
-    NoSecret,
-    /// A secret is not in the form the provider uses.
-    BadSecret {
-        /// Its position in the key ring (0 for the first).
-        index: usize,
-        /// What is wrong (never the secret itself).
-        reason: &'static str,
-    },
-    /// The scheme signs the URL (Square, Twilio, or a generic scheme that
-    /// signs it) and none was configured.
-    MissingUrl,
-    /// Two secrets have the same key id.
-    DuplicateKeyId(String),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::NoSecret => f.write_str("no webhook secret configured"),
-            ConfigError::BadSecret { index, reason } => {
-                write!(f, "webhook secret #{} is unusable: {reason}", index + 1)
-            }
-            ConfigError::MissingUrl => f.write_str(
-                "this scheme signs the URL: configure it exactly as registered with the provider",
-            ),
-            ConfigError::DuplicateKeyId(id) => {
-                write!(f, "two webhook secrets share the key id {id:?}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// A payload that cannot be signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -17,10 +17,11 @@ mod verifier;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::{VerifiedWebhook, WebhookRejection};
-pub use error::{ConfigError, SignError, VerifyError};
+pub use error::{SignError, VerifyError};
 pub use event::{EventId, EventIdSource};
 pub use generic::{Encoding, GenericHmac, SecretEncoding, SignedContent};
 pub use keys::Algorithm;
+pub use payguard_core::ConfigError;
 pub use provider::{Provider, UnknownProvider};
 pub use timestamp::ReplayWindow;
 pub use verified::Verified;
@@ -43,7 +44,7 @@ pub use verifier::{Verifier, VerifierBuilder};
 ///
 /// # Errors
 ///
-/// [`ConfigError::BadSecret`] when `key` is not hex.
+/// [`ConfigError`] when `key` is not hex.
 pub fn adyen_item_signature(key: &str, item: &serde_json::Value) -> Result<String, ConfigError> {
     let key = keys::Key::parse(
         "adyen".into(),
@@ -51,7 +52,7 @@ pub fn adyen_item_signature(key: &str, item: &serde_json::Value) -> Result<Strin
         keys::SecretFormat::Hex,
         Algorithm::HmacSha256,
     )
-    .map_err(|reason| ConfigError::BadSecret { index: 0, reason })?;
+    .map_err(|reason| ConfigError::new("key", format!("hex ({reason})")))?;
     let mac = key
         .mac
         .as_ref()

@@ -4,7 +4,9 @@ use crate::error::VerifyError;
 use http::HeaderName;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How far a signed timestamp may be from now, each way. Bounds are
+/// How far a signed timestamp may be from now, each way, as a verifier was
+/// built with ([`VerifierBuilder::max_age`](crate::VerifierBuilder::max_age),
+/// [`max_future`](crate::VerifierBuilder::max_future)). Bounds are
 /// inclusive: with a 300 s `max_age`, a delivery exactly 300 s old passes
 /// and one 301 s old does not.
 ///
@@ -28,17 +30,14 @@ impl Default for ReplayWindow {
 }
 
 impl ReplayWindow {
-    /// A window of `max_age` into the past and `max_future` into the future.
-    pub const fn new(max_age: Duration, max_future: Duration) -> Self {
-        Self {
-            max_age,
-            max_future,
-        }
+    /// How old a signed timestamp may be.
+    pub const fn max_age(&self) -> Duration {
+        self.max_age
     }
 
-    /// The same tolerance both ways.
-    pub const fn symmetric(tolerance: Duration) -> Self {
-        Self::new(tolerance, tolerance)
+    /// How far ahead a signed timestamp may be.
+    pub const fn max_future(&self) -> Duration {
+        self.max_future
     }
 
     /// The longest a signed delivery stays acceptable; a de-duplication
@@ -119,7 +118,10 @@ mod tests {
 
     #[test]
     fn separate_limits() {
-        let window = ReplayWindow::new(Duration::from_secs(600), Duration::from_secs(5));
+        let window = ReplayWindow {
+            max_age: Duration::from_secs(600),
+            max_future: Duration::from_secs(5),
+        };
         assert!(window.check(1000, at(1600)).is_ok());
         assert!(window.check(1006, at(1000)).is_err());
         assert_eq!(window.span(), Duration::from_secs(605));

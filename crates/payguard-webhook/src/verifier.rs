@@ -1,7 +1,7 @@
 //! [`Verifier`]: one endpoint's scheme, key ring and replay window.
 
 use crate::encoding::{self, Mac64};
-use crate::error::{ConfigError, SignError, VerifyError};
+use crate::error::{SignError, VerifyError};
 use crate::event::EventHint;
 use crate::generic::{Encoding, GenericHmac, SignedContent};
 use crate::keys::{Algorithm, Key, SecretFormat};
@@ -11,10 +11,12 @@ use crate::verified::Verified;
 use crate::{adyen, twilio};
 use ed25519_dalek::Signature;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use payguard_core::ConfigError;
 use payguard_core::{Clock, SystemClock};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
@@ -121,7 +123,7 @@ impl fmt::Debug for Verifier {
 ///
 /// # Default
 ///
-/// Replay window 300 s past and 300 s future (timestamped schemes only), no
+/// `max_age` 300 s, `max_future` 300 s (timestamped schemes only), no
 /// URL, [`SystemClock`], bodies up to 1 MiB (for the axum extractor). Key ids
 /// are `key-1`, `key-2`, ... in the order secrets are added, unless given.
 #[derive(Clone)]
@@ -172,10 +174,22 @@ impl VerifierBuilder {
         self
     }
 
-    /// How old or how far ahead a signed timestamp may be.
-    pub const fn replay_window(mut self, window: ReplayWindow) -> Self {
-        self.window = window;
+    /// How old a signed timestamp may be (inclusive).
+    pub const fn max_age(mut self, max_age: Duration) -> Self {
+        self.window.max_age = max_age;
         self
+    }
+
+    /// How far ahead of this clock a signed timestamp may be (inclusive),
+    /// for senders whose clocks run fast.
+    pub const fn max_future(mut self, max_future: Duration) -> Self {
+        self.window.max_future = max_future;
+        self
+    }
+
+    /// The same tolerance both ways: `max_age` and `max_future`.
+    pub const fn tolerance(self, tolerance: Duration) -> Self {
+        self.max_age(tolerance).max_future(tolerance)
     }
 
     /// The URL as registered with the provider (Square, Twilio): never the
@@ -206,7 +220,7 @@ impl VerifierBuilder {
     /// a URL-signing scheme, or a repeated key id.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         if self.secrets.is_empty() {
-            return Err(ConfigError::NoSecret);
+            return Err(ConfigError::new("secret", "given at least once"));
         }
         let (format, algorithm, signs_url) = match &self.scheme {
             Scheme::Provider(provider) => {
@@ -220,7 +234,10 @@ impl VerifierBuilder {
             ),
         };
         if signs_url && self.url.as_deref().is_none_or(str::is_empty) {
-            return Err(ConfigError::MissingUrl);
+            return Err(ConfigError::new(
+                "url",
+                "the URL exactly as registered with the provider (this scheme signs it)",
+            ));
         }
         let mut keys: Vec<Key> = Vec::with_capacity(self.secrets.len());
         for (index, (id, secret)) in self.secrets.iter().enumerate() {
@@ -229,10 +246,17 @@ impl VerifierBuilder {
                 None => Arc::from(format!("key-{}", index + 1)),
             };
             if keys.iter().any(|key| key.id == id) {
-                return Err(ConfigError::DuplicateKeyId(id.to_string()));
+                return Err(ConfigError::new(
+                    "secret_with_id",
+                    format!("a different key id for each secret ({id:?} is used twice)"),
+                ));
             }
-            let key = Key::parse(id, secret, format, algorithm)
-                .map_err(|reason| ConfigError::BadSecret { index, reason })?;
+            let key = Key::parse(id, secret, format, algorithm).map_err(|reason| {
+                ConfigError::new(
+                    "secret",
+                    format!("in the provider's format (secret #{}: {reason})", index + 1),
+                )
+            })?;
             keys.push(key);
         }
         Ok(Verifier {

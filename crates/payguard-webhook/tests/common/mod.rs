@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use payguard_webhook::{Provider, ReplayWindow, Verifier};
+use payguard_webhook::{Provider, Verifier};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,8 +37,7 @@ impl Vector {
             builder = builder.url(url.clone());
         }
         if let Some(tolerance) = self.tolerance {
-            builder =
-                builder.replay_window(ReplayWindow::symmetric(Duration::from_secs(tolerance)));
+            builder = builder.tolerance(Duration::from_secs(tolerance));
         }
         builder
             .build()
