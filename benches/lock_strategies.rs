@@ -304,7 +304,10 @@ struct Ours {
 }
 
 fn ours_options() -> LockOptions {
-    LockOptions::new(TTL).safety_margin(Duration::from_millis(200))
+    LockOptions::builder(TTL)
+        .safety_margin(Duration::from_millis(200))
+        .build()
+        .unwrap()
 }
 
 impl Strategy for Ours {

@@ -339,7 +339,10 @@ async fn fail_over(pair: &Pair) -> Acknowledged {
     let pool = through(&proxy, pair.primary.1).await;
     let lease = PgLeaseLock::new(pool.clone()).timeouts(bounds());
     lease.migrate().await.unwrap();
-    let store = PgIdempotencyStore::new(pool.clone()).timeouts(bounds());
+    let store = PgIdempotencyStore::builder(pool.clone())
+        .timeouts(bounds())
+        .build()
+        .unwrap();
     store.migrate().await.unwrap();
 
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
@@ -356,7 +359,10 @@ async fn fail_over(pair: &Pair) -> Acknowledged {
         async move {
             // A release the failover swallowed leaves the lease to run
             // out: a short one, so the run goes on after it.
-            let terms = LockOptions::new(Duration::from_millis(1500)).terms();
+            let terms = LockOptions::builder(Duration::from_millis(1500))
+                .build()
+                .unwrap()
+                .terms();
             while !stop.load(Ordering::SeqCst) {
                 let owner = Owner::new(ProcessId::current());
                 let Ok(Attempt::Acquired(grant)) = lease.try_acquire("job", &owner, &terms).await
@@ -382,7 +388,12 @@ async fn fail_over(pair: &Pair) -> Acknowledged {
         let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
         let app = Router::new()
             .route("/v1/bookings", post(book))
-            .layer(IdempotencyLayer::new(Arc::new(store.clone())).lease(Duration::from_secs(2)))
+            .layer(
+                IdempotencyLayer::builder(Arc::new(store.clone()))
+                    .lease(Duration::from_secs(2))
+                    .build()
+                    .unwrap(),
+            )
             .with_state((pool.clone(), store));
         async move {
             let mut n = 0;
@@ -419,7 +430,10 @@ async fn fail_over(pair: &Pair) -> Acknowledged {
     let probe = tokio::spawn({
         let lease = PgLeaseLock::new(probe_pool).timeouts(bounds());
         async move {
-            let terms = LockOptions::new(Duration::from_secs(60)).terms();
+            let terms = LockOptions::builder(Duration::from_secs(60))
+                .build()
+                .unwrap()
+                .terms();
             match lease
                 .try_acquire("probe", &Owner::new(ProcessId::current()), &terms)
                 .await

@@ -137,7 +137,10 @@ async fn a_killed_holder_is_replaced_within_ttl_plus_heartbeat_plus_poll() {
     let killed = Instant::now();
     child.wait().unwrap();
     let locker = Locker::new(Arc::new(PgLeaseLock::new(db.pool().clone())));
-    let options = LockOptions::new(ttl).poll_every(Duration::from_millis(20));
+    let options = LockOptions::builder(ttl)
+        .poll_every(Duration::from_millis(20))
+        .build()
+        .unwrap();
     let guard = locker
         .lock("killed", &options, Duration::from_secs(10))
         .await
@@ -171,7 +174,9 @@ async fn a_holder_paused_past_its_lease_is_fenced_and_told_when_it_resumes() {
     std::thread::sleep(Duration::from_millis(1500));
     // Another process's lock: it takes over and writes with its token.
     let locker = Locker::new(Arc::new(PgLeaseLock::new(db.pool().clone())));
-    let options = LockOptions::new(Duration::from_secs(10));
+    let options = LockOptions::builder(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let guard = locker
         .lock("paused", &options, Duration::from_secs(5))
         .await

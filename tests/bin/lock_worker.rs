@@ -39,7 +39,10 @@ async fn rounds(
     name: &str,
     rounds: u64,
 ) -> Result<(), Error> {
-    let options = LockOptions::new(Duration::from_secs(5)).poll_every(Duration::from_millis(2));
+    let options = LockOptions::builder(Duration::from_secs(5))
+        .poll_every(Duration::from_millis(2))
+        .build()
+        .unwrap();
     let pid = i32::try_from(std::process::id())?;
     for _ in 0..rounds {
         let guard = locker
@@ -73,7 +76,10 @@ async fn hold(
     name: &str,
     ttl: Duration,
 ) -> Result<(), Error> {
-    let options = LockOptions::new(ttl).poll_every(Duration::from_millis(20));
+    let options = LockOptions::builder(ttl)
+        .poll_every(Duration::from_millis(20))
+        .build()
+        .unwrap();
     let guard = locker.lock(name, &options, Duration::from_secs(60)).await?;
     say(&format!("acquired {}", guard.token()));
     let mut told = false;

@@ -33,7 +33,12 @@ async fn status_shows_holder_token_and_expiry() {
     strategy.migrate().await.unwrap();
     let locker = Locker::new(Arc::new(strategy));
     let Acquisition::Acquired(guard) = locker
-        .try_lock("escrow-release", &LockOptions::new(Duration::from_secs(30)))
+        .try_lock(
+            "escrow-release",
+            &LockOptions::builder(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        )
         .await
         .unwrap()
     else {

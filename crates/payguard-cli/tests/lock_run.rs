@@ -299,7 +299,12 @@ async fn a_held_lock_exits_75_unless_waiting_and_the_lock_is_released_on_exit() 
     let url = db.url().to_owned();
     let locker = locker(&db).await;
     let Acquisition::Acquired(guard) = locker
-        .try_lock("job", &LockOptions::new(Duration::from_secs(30)))
+        .try_lock(
+            "job",
+            &LockOptions::builder(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        )
         .await
         .unwrap()
     else {
@@ -365,7 +370,12 @@ async fn a_held_lock_exits_75_unless_waiting_and_the_lock_is_released_on_exit() 
 
     // Released on exit: taken at once, by the next token.
     let Acquisition::Acquired(next) = locker
-        .try_lock("job", &LockOptions::new(Duration::from_secs(30)))
+        .try_lock(
+            "job",
+            &LockOptions::builder(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        )
         .await
         .unwrap()
     else {
@@ -383,7 +393,12 @@ async fn a_held_lock_exits_75_unless_waiting_and_the_lock_is_released_on_exit() 
     assert_eq!(code, 0, "{stderr}");
     assert!(matches!(
         locker
-            .try_lock("job", &LockOptions::new(Duration::from_secs(30)))
+            .try_lock(
+                "job",
+                &LockOptions::builder(Duration::from_secs(30))
+                    .build()
+                    .unwrap()
+            )
             .await
             .unwrap(),
         Acquisition::Busy(_)
@@ -398,7 +413,12 @@ async fn a_held_lock_exits_75_unless_waiting_and_the_lock_is_released_on_exit() 
     assert_eq!(code, 127, "{stderr}");
     assert!(matches!(
         locker
-            .try_lock("other", &LockOptions::new(Duration::from_secs(30)))
+            .try_lock(
+                "other",
+                &LockOptions::builder(Duration::from_secs(30))
+                    .build()
+                    .unwrap()
+            )
             .await
             .unwrap(),
         Acquisition::Acquired(_)

@@ -8,10 +8,11 @@
 //! use std::sync::Arc;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
+//! # async fn main() -> Result<(), payguard_idempotency::ConfigError> {
 //! let clock = ManualClock::new();
-//! let store = MemoryStore::with_clock(Arc::new(clock.clone()));
+//! let store = MemoryStore::builder().clock(Arc::new(clock.clone())).build()?;
 //! conformance::run(&store, &ManualTime(clock)).await;
+//! # Ok(())
 //! # }
 //! ```
 //!

@@ -13,14 +13,16 @@ mod reaper;
 mod store;
 
 pub use key::{Fingerprint, KeyError, MAX_KEY_LEN, ScopeKey, parse_key};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "axum")]
 pub use middleware::{
-    BODY_OMITTED, IDEMPOTENT_REPLAYED, IdempotencyClaim, IdempotencyLayer, Idempotent, Tenant,
+    BODY_OMITTED, IDEMPOTENT_REPLAYED, IdempotencyClaim, IdempotencyLayer, IdempotencyLayerBuilder,
+    Idempotent, Tenant,
 };
+pub use payguard_core::ConfigError;
 #[cfg(feature = "postgres")]
-pub use postgres::{MIGRATOR, PgIdempotencyStore};
-pub use reaper::{ReaperHandle, spawn_reaper};
+pub use postgres::{MIGRATOR, PgIdempotencyStore, PgIdempotencyStoreBuilder};
+pub use reaper::{Reaper, ReaperBuilder, ReaperHandle};
 pub use store::{
     BoxFuture, Claim, ClaimRequest, Disposition, IdempotencyStore, Lease, OutcomePolicy,
     StoreError, StoredResponse,

@@ -4,7 +4,7 @@ use crate::key::{Fingerprint, ScopeKey};
 use crate::store::{
     BoxFuture, Claim, ClaimRequest, IdempotencyStore, Lease, StoreError, StoredResponse,
 };
-use payguard_core::{Clock, SystemClock};
+use payguard_core::{Clock, ConfigError, SystemClock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +63,46 @@ enum State {
     Completed(StoredResponse),
 }
 
+/// Builds a [`MemoryStore`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct MemoryStoreBuilder {
+    clock: Arc<dyn Clock>,
+    max_response_bytes: usize,
+}
+
+impl MemoryStoreBuilder {
+    /// The clock leases and retention are measured by (a `ManualClock` in
+    /// tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The largest response body kept; at most 64 MiB.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Checks the settings and builds the store.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max_response_bytes` is above 64 MiB.
+    pub fn build(self) -> Result<MemoryStore, ConfigError> {
+        if self.max_response_bytes > 64 << 20 {
+            return Err(ConfigError::new("max_response_bytes", "at most 64 MiB"));
+        }
+        Ok(MemoryStore {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            next_token: AtomicU64::new(1),
+            clock: self.clock,
+            max_response_bytes: self.max_response_bytes,
+        })
+    }
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
@@ -72,23 +112,21 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// A store on the system clock, keeping responses up to 256 KiB.
     pub fn new() -> Self {
-        Self::with_clock(Arc::new(SystemClock))
-    }
-
-    /// A store on `clock` (a `ManualClock` in tests).
-    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             next_token: AtomicU64::new(1),
-            clock,
+            clock: Arc::new(SystemClock),
             max_response_bytes: 256 << 10,
         }
     }
 
-    /// The largest response body kept.
-    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
-        self
+    /// A store with settings of your choosing (defaults as
+    /// [`new`](Self::new)).
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            clock: Arc::new(SystemClock),
+            max_response_bytes: 256 << 10,
+        }
     }
 
     #[allow(clippy::indexing_slicing)] // a byte modulo SHARDS indexes SHARDS shards

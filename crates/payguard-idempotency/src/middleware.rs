@@ -13,6 +13,7 @@ use axum::http::{
 };
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
+use payguard_core::ConfigError;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -71,9 +72,12 @@ pub struct Tenant(pub String);
 ///     (axum::http::StatusCode::CREATED, r#"{"id":"bk_1"}"#)
 /// }
 ///
-/// let idempotency = IdempotencyLayer::new(Arc::new(MemoryStore::new())).required(true);
+/// let idempotency = IdempotencyLayer::builder(Arc::new(MemoryStore::new()))
+///     .required(true)
+///     .build()?;
 /// let app: Router = Router::new().route("/v1/bookings", post(create_booking).route_layer(idempotency));
 /// # let _ = app;
+/// # Ok::<(), payguard_idempotency::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct IdempotencyLayer {
@@ -143,63 +147,112 @@ impl IdempotencyLayer {
         }
     }
 
-    fn with(self, change: impl FnOnce(&mut Config)) -> Self {
-        let mut config = match Arc::try_unwrap(self.config) {
-            Ok(config) => config,
-            Err(shared) => Config {
-                store: Arc::clone(&shared.store),
-                replayed_headers: shared.replayed_headers.clone(),
-                tenant_header: shared.tenant_header.clone(),
-                ..*shared
-            },
-        };
-        change(&mut config);
-        Self {
-            config: Arc::new(config),
+    /// A layer over `store` with settings of your choosing, checked when
+    /// built.
+    pub fn builder(store: Arc<dyn IdempotencyStore>) -> IdempotencyLayerBuilder {
+        let Self { config } = Self::new(store);
+        IdempotencyLayerBuilder {
+            config: Arc::unwrap_or_clone(config),
         }
     }
+}
 
+/// Builds an [`IdempotencyLayer`] (defaults as [`IdempotencyLayer::new`]).
+#[must_use = "a builder does nothing until built"]
+pub struct IdempotencyLayerBuilder {
+    config: Config,
+}
+
+impl fmt::Debug for IdempotencyLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyLayerBuilder")
+            .field("required", &self.config.required)
+            .field("lease", &self.config.lease)
+            .field("retention", &self.config.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdempotencyLayerBuilder {
     /// Whether a request without a key is refused (400).
-    pub fn required(self, required: bool) -> Self {
-        self.with(|c| c.required = required)
+    pub fn required(mut self, required: bool) -> Self {
+        self.config.required = required;
+        self
     }
 
-    /// How long a claim holds while its handler runs (renewed every third).
-    pub fn lease(self, lease: Duration) -> Self {
-        self.with(|c| c.lease = lease)
+    /// How long a claim holds while its handler runs (renewed every third;
+    /// at least 10 ms).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self
     }
 
-    /// How long a completed response is replayed.
-    pub fn retention(self, retention: Duration) -> Self {
-        self.with(|c| c.retention = retention)
+    /// How long a completed response is replayed (at least the lease).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.config.retention = retention;
+        self
     }
 
     /// Wait up to `bound` for an in-flight duplicate's first request to
     /// finish and replay it, instead of answering 409 at once.
-    pub fn wait_for_in_flight(self, bound: Duration) -> Self {
-        self.with(|c| c.wait_for_in_flight = Some(bound))
+    pub fn wait_for_in_flight(mut self, bound: Duration) -> Self {
+        self.config.wait_for_in_flight = Some(bound);
+        self
     }
 
     /// Which outcomes are stored.
-    pub fn outcome_policy(self, policy: OutcomePolicy) -> Self {
-        self.with(|c| c.policy = policy)
+    pub fn outcome_policy(mut self, policy: OutcomePolicy) -> Self {
+        self.config.policy = policy;
+        self
     }
 
     /// Replays this response header too.
-    pub fn replay_header(self, name: HeaderName) -> Self {
-        self.with(|c| c.replayed_headers.push(name))
+    pub fn replay_header(mut self, name: HeaderName) -> Self {
+        self.config.replayed_headers.push(name);
+        self
     }
 
     /// The largest request body accepted (it is read whole to fingerprint
-    /// it); larger ones get 413 and do not run.
-    pub fn max_request_bytes(self, bytes: usize) -> Self {
-        self.with(|c| c.max_request_bytes = bytes)
+    /// it); larger ones get 413 and do not run. At least 1 byte.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_request_bytes = bytes;
+        self
     }
 
     /// Scopes keys by the value of this request header (when no [`Tenant`]
     /// extension is present).
-    pub fn tenant_header(self, name: HeaderName) -> Self {
-        self.with(|c| c.tenant_header = Some(name))
+    pub fn tenant_header(mut self, name: HeaderName) -> Self {
+        self.config.tenant_header = Some(name);
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the lease is under 10 ms, the retention is
+    /// shorter than the lease, the in-flight wait is zero, or
+    /// `max_request_bytes` is zero.
+    pub fn build(self) -> Result<IdempotencyLayer, ConfigError> {
+        let config = &self.config;
+        if config.lease < Duration::from_millis(10) {
+            return Err(ConfigError::new("lease", "at least 10 ms"));
+        }
+        if config.retention < config.lease {
+            return Err(ConfigError::new("retention", "at least the lease"));
+        }
+        if config
+            .wait_for_in_flight
+            .is_some_and(|bound| bound.is_zero())
+        {
+            return Err(ConfigError::new("wait_for_in_flight", "longer than zero"));
+        }
+        if config.max_request_bytes == 0 {
+            return Err(ConfigError::new("max_request_bytes", "at least 1"));
+        }
+        Ok(IdempotencyLayer {
+            config: Arc::new(self.config),
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use crate::key::Fingerprint;
 use crate::store::{
     BoxFuture, Claim, ClaimRequest, IdempotencyStore, Lease, StoreError, StoredResponse,
 };
-use payguard_core::SqlTimeouts;
+use payguard_core::{ConfigError, SqlTimeouts};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use std::time::Duration;
@@ -196,6 +196,50 @@ struct NoAnswer(Duration);
 
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
+/// Builds a [`PgIdempotencyStore`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct PgIdempotencyStoreBuilder {
+    store: PgIdempotencyStore,
+}
+
+impl PgIdempotencyStoreBuilder {
+    /// The largest response body kept (a larger response is stored without
+    /// its body); at most 64 MiB.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.store.max_response_bytes = bytes;
+        self
+    }
+
+    /// Runs every operation under these bounds instead.
+    pub fn timeouts(mut self, timeouts: SqlTimeouts) -> Self {
+        self.store.timeouts = timeouts;
+        self
+    }
+
+    /// Whether statements are prepared once per connection and reused
+    /// (default `true`). Turn it off behind a pooler that cannot keep
+    /// prepared statements across transactions (PgBouncer before 1.21 in
+    /// transaction mode): each statement is then parsed anew, unnamed,
+    /// inside its transaction, which costs a round trip and a plan more.
+    pub fn prepared_statements(mut self, prepared: bool) -> Self {
+        self.store.prepared = prepared;
+        self
+    }
+
+    /// Checks the settings and builds the store.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max_response_bytes` is above 64 MiB.
+    pub fn build(self) -> Result<PgIdempotencyStore, ConfigError> {
+        if self.store.max_response_bytes > 64 << 20 {
+            return Err(ConfigError::new("max_response_bytes", "at most 64 MiB"));
+        }
+        Ok(self.store)
+    }
+}
+
 impl PgIdempotencyStore {
     /// The claim statement (`$1` scope key, `$2` fingerprint digest, `$3`
     /// fingerprint version, `$4` lease ms, `$5` retention ms), for review
@@ -206,8 +250,8 @@ impl PgIdempotencyStore {
     pub const COMPLETE_SQL: &'static str = COMPLETE;
 
     /// A store on `pool`, keeping responses up to 256 KiB, under the
-    /// default [`SqlTimeouts`]. Run [`migrate`](Self::migrate) once before
-    /// use.
+    /// default [`SqlTimeouts`], with prepared statements. Run
+    /// [`migrate`](Self::migrate) once before use.
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
@@ -217,29 +261,12 @@ impl PgIdempotencyStore {
         }
     }
 
-    /// The largest response body kept.
-    #[must_use]
-    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
-        self
-    }
-
-    /// Runs every operation under these bounds instead.
-    #[must_use]
-    pub fn timeouts(mut self, timeouts: SqlTimeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// Whether statements are prepared once per connection and reused
-    /// (default `true`). Turn it off behind a pooler that cannot keep
-    /// prepared statements across transactions (PgBouncer before 1.21 in
-    /// transaction mode): each statement is then parsed anew, unnamed,
-    /// inside its transaction, which costs a round trip and a plan more.
-    #[must_use]
-    pub fn prepared_statements(mut self, prepared: bool) -> Self {
-        self.prepared = prepared;
-        self
+    /// A store on `pool` with settings of your choosing (defaults as
+    /// [`new`](Self::new)).
+    pub fn builder(pool: PgPool) -> PgIdempotencyStoreBuilder {
+        PgIdempotencyStoreBuilder {
+            store: Self::new(pool),
+        }
     }
 
     /// Creates the table and sequence if they do not exist. The applied

@@ -11,7 +11,10 @@ use std::sync::Arc;
 #[tokio::test]
 async fn memory_store_conforms() {
     let clock = ManualClock::new();
-    let store = MemoryStore::with_clock(Arc::new(clock.clone()));
+    let store = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
     conformance::run(&store, &ManualTime(clock)).await;
 }
 
@@ -28,9 +31,11 @@ async fn postgres_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms_with_unprepared_statements_and_inherited_bounds() {
     let db = TestDb::with_max_connections(20).await;
-    let store = PgIdempotencyStore::new(db.pool().clone())
+    let store = PgIdempotencyStore::builder(db.pool().clone())
         .prepared_statements(false)
-        .timeouts(payguard_core::SqlTimeouts::default().inherited());
+        .timeouts(payguard_core::SqlTimeouts::default().inherited())
+        .build()
+        .unwrap();
     store.migrate().await.expect("migrate");
     conformance::run(&store, &RealTime).await;
 }

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::routing::post;
 use payguard_idempotency::{
-    IdempotencyLayer, IdempotencyStore, MemoryStore, OutcomePolicy, Tenant,
+    IdempotencyLayer, IdempotencyLayerBuilder, IdempotencyStore, MemoryStore, OutcomePolicy, Tenant,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,8 +90,8 @@ fn app(layer: IdempotencyLayer) -> (Router, Calls) {
     (router, calls)
 }
 
-fn memory_layer() -> IdempotencyLayer {
-    IdempotencyLayer::new(Arc::new(MemoryStore::new()))
+fn memory_layer() -> IdempotencyLayerBuilder {
+    IdempotencyLayer::builder(Arc::new(MemoryStore::new()))
 }
 
 fn request(method: &str, uri: &str, key: Option<&str>, body: &str) -> Request<Body> {
@@ -131,7 +131,7 @@ fn problem_code(answer: &Answer) -> String {
 
 #[tokio::test]
 async fn replays_are_byte_identical_with_only_allow_listed_headers() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     let first = send(&router, request("POST", "/v1/bookings", Some("k1"), "a")).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert!(first.headers.get("idempotent-replayed").is_none());
@@ -156,7 +156,7 @@ async fn replays_are_byte_identical_with_only_allow_listed_headers() {
 
 #[tokio::test]
 async fn quoted_and_bare_keys_are_the_same_key_and_case_matters() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     send(&router, request("POST", "/v1/bookings", Some("abc"), "a")).await;
     let quoted = send(
         &router,
@@ -171,7 +171,7 @@ async fn quoted_and_bare_keys_are_the_same_key_and_case_matters() {
 
 #[tokio::test]
 async fn missing_and_invalid_keys() {
-    let (router, calls) = app(memory_layer().required(true));
+    let (router, calls) = app(memory_layer().required(true).build().unwrap());
     let missing = send(&router, request("POST", "/v1/bookings", None, "a")).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     assert_eq!(problem_code(&missing), "idempotency_key_missing");
@@ -198,7 +198,7 @@ async fn missing_and_invalid_keys() {
 
 #[tokio::test]
 async fn optional_keys_pass_through_and_safe_methods_are_untouched() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     send(&router, request("POST", "/v1/bookings", None, "a")).await;
     send(&router, request("POST", "/v1/bookings", None, "a")).await;
     send(&router, request("GET", "/v1/bookings", Some("k"), "")).await;
@@ -209,7 +209,7 @@ async fn optional_keys_pass_through_and_safe_methods_are_untouched() {
 
 #[tokio::test]
 async fn a_different_request_under_the_same_key_is_a_422_and_changes_nothing() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     send(&router, request("POST", "/v1/bookings", Some("k"), "a")).await;
     let other_body = send(&router, request("POST", "/v1/bookings", Some("k"), "b")).await;
     assert_eq!(other_body.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -227,7 +227,10 @@ async fn a_different_request_under_the_same_key_is_a_422_and_changes_nothing() {
 
 #[tokio::test]
 async fn keys_are_scoped_by_method_route_and_tenant() {
-    let (router, calls) = app(memory_layer().tenant_header("x-tenant".parse().unwrap()));
+    let (router, calls) = app(memory_layer()
+        .tenant_header("x-tenant".parse().unwrap())
+        .build()
+        .unwrap());
     send(&router, request("POST", "/v1/bookings", Some("k"), "a")).await;
     // Same key, another method on the same path: another scope.
     send(&router, request("PUT", "/v1/bookings", Some("k"), "a")).await;
@@ -274,7 +277,7 @@ async fn keys_are_scoped_by_method_route_and_tenant() {
 
 #[tokio::test]
 async fn the_default_policy_stores_4xx_and_releases_5xx_408_429() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     for (key, status, stored) in [
         ("a", 402, true),
         ("b", 404, true),
@@ -311,7 +314,10 @@ async fn the_default_policy_stores_4xx_and_releases_5xx_408_429() {
 
 #[tokio::test]
 async fn stripe_policy_stores_server_errors() {
-    let (router, calls) = app(memory_layer().outcome_policy(OutcomePolicy::stripe()));
+    let (router, calls) = app(memory_layer()
+        .outcome_policy(OutcomePolicy::stripe())
+        .build()
+        .unwrap());
     send(&router, request("POST", "/v1/outcome", Some("k"), "500")).await;
     let again = send(&router, request("POST", "/v1/outcome", Some("k"), "500")).await;
     assert_eq!(
@@ -323,7 +329,7 @@ async fn stripe_policy_stores_server_errors() {
 
 #[tokio::test]
 async fn a_panicking_handler_is_a_500_and_frees_the_key() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     let first = send(&router, request("POST", "/v1/panics", Some("k"), "")).await;
     assert_eq!(first.status, StatusCode::INTERNAL_SERVER_ERROR);
     let retry = send(&router, request("POST", "/v1/panics", Some("k"), "")).await;
@@ -337,7 +343,7 @@ async fn a_panicking_handler_is_a_500_and_frees_the_key() {
 
 #[tokio::test]
 async fn an_in_flight_duplicate_gets_409_with_retry_after() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     let first = tokio::spawn({
         let router = router.clone();
         async move { send(&router, request("POST", "/v1/slow", Some("k"), "")).await }
@@ -361,7 +367,10 @@ async fn an_in_flight_duplicate_gets_409_with_retry_after() {
 
 #[tokio::test]
 async fn waiting_for_in_flight_replays_the_first_answer() {
-    let (router, calls) = app(memory_layer().wait_for_in_flight(Duration::from_secs(2)));
+    let (router, calls) = app(memory_layer()
+        .wait_for_in_flight(Duration::from_secs(2))
+        .build()
+        .unwrap());
     let first = tokio::spawn({
         let router = router.clone();
         async move { send(&router, request("POST", "/v1/slow", Some("k"), "")).await }
@@ -379,7 +388,10 @@ async fn waiting_for_in_flight_replays_the_first_answer() {
 async fn a_long_handler_keeps_its_claim_by_renewing_the_lease() {
     // Lease 90 ms, handler 300 ms: without renewal a duplicate at 200 ms
     // would take the key over and run the handler a second time.
-    let (router, calls) = app(memory_layer().lease(Duration::from_millis(90)));
+    let (router, calls) = app(memory_layer()
+        .lease(Duration::from_millis(90))
+        .build()
+        .unwrap());
     let first = tokio::spawn({
         let router = router.clone();
         async move { send(&router, request("POST", "/v1/slow", Some("k"), "")).await }
@@ -393,7 +405,12 @@ async fn a_long_handler_keeps_its_claim_by_renewing_the_lease() {
 
 #[tokio::test]
 async fn oversized_responses_are_kept_once_without_their_body() {
-    let store = Arc::new(MemoryStore::new().max_response_bytes(8));
+    let store = Arc::new(
+        MemoryStore::builder()
+            .max_response_bytes(8)
+            .build()
+            .unwrap(),
+    );
     let (router, calls) = app(IdempotencyLayer::new(store));
     let first = send(
         &router,
@@ -424,7 +441,7 @@ async fn oversized_responses_are_kept_once_without_their_body() {
 
 #[tokio::test]
 async fn request_bodies_over_the_limit_are_refused_unprocessed() {
-    let (router, calls) = app(memory_layer());
+    let (router, calls) = app(memory_layer().build().unwrap());
     let answer = send(
         &router,
         request(

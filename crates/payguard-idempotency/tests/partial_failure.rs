@@ -33,11 +33,14 @@ use tower::ServiceExt;
 const HANG: Duration = Duration::from_secs(15);
 
 async fn store(pool: PgPool) -> PgIdempotencyStore {
-    let store = PgIdempotencyStore::new(pool).timeouts(
-        SqlTimeouts::default()
-            .lock_timeout(Duration::from_millis(300))
-            .statement_timeout(Duration::from_millis(800)),
-    );
+    let store = PgIdempotencyStore::builder(pool)
+        .timeouts(
+            SqlTimeouts::default()
+                .lock_timeout(Duration::from_millis(300))
+                .statement_timeout(Duration::from_millis(800)),
+        )
+        .build()
+        .unwrap();
     store.migrate().await.unwrap();
     store
 }
@@ -115,7 +118,12 @@ async fn a_handler_whose_instance_loses_the_store_is_stopped_before_a_retry_runs
     let instance = |store: PgIdempotencyStore| {
         Router::new()
             .route("/v1/bookings", post(slow_booking))
-            .layer(IdempotencyLayer::new(Arc::new(store)).lease(lease))
+            .layer(
+                IdempotencyLayer::builder(Arc::new(store))
+                    .lease(lease)
+                    .build()
+                    .unwrap(),
+            )
             .with_state(Arc::clone(&executions))
     };
     let cut_off = instance(store(pool_through(&proxy, &db).await).await);
@@ -187,8 +195,10 @@ async fn a_completion_that_fails_after_the_commit_is_retried_and_the_retry_repla
     let app = Router::new()
         .route("/v1/bookings", post(book_then_lose_the_store))
         .layer(
-            IdempotencyLayer::new(Arc::new(store(pool_through(&proxy, &db).await).await))
-                .lease(Duration::from_secs(3)),
+            IdempotencyLayer::builder(Arc::new(store(pool_through(&proxy, &db).await).await))
+                .lease(Duration::from_secs(3))
+                .build()
+                .unwrap(),
         )
         .with_state((
             db.pool().clone(),
@@ -250,7 +260,12 @@ async fn in_transactional_mode_the_write_and_the_answer_commit_together() {
     let handler_store = store(db.pool().clone()).await;
     let app = Router::new()
         .route("/v1/bookings", post(book_atomically))
-        .layer(IdempotencyLayer::new(Arc::new(layer_store)).lease(Duration::from_secs(2)))
+        .layer(
+            IdempotencyLayer::builder(Arc::new(layer_store))
+                .lease(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        )
         .with_state((db.pool().clone(), handler_store.clone()));
 
     let (status, _, first) = send(&app, post_booking("k")).await;

@@ -60,11 +60,19 @@ async fn a_storm_of_1000_identical_requests_through_pgbouncer_executes_once() {
             .connect(&url)
             .await
             .unwrap();
-        let store = PgIdempotencyStore::new(pool.clone()).prepared_statements(false);
+        let store = PgIdempotencyStore::builder(pool.clone())
+            .prepared_statements(false)
+            .build()
+            .unwrap();
         instances.push(
             Router::new()
                 .route("/v1/bookings", post(book))
-                .layer(IdempotencyLayer::new(Arc::new(store)).required(true))
+                .layer(
+                    IdempotencyLayer::builder(Arc::new(store))
+                        .required(true)
+                        .build()
+                        .unwrap(),
+                )
                 .with_state(pool),
         );
     }

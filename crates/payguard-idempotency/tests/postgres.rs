@@ -15,7 +15,7 @@ use axum::http::{Request, StatusCode};
 use axum::routing::post;
 use payguard_idempotency::{
     Claim, ClaimRequest, Fingerprint, IdempotencyLayer, IdempotencyStore, PgIdempotencyStore,
-    ScopeKey, StoreError, StoredResponse, spawn_reaper,
+    Reaper, ScopeKey, StoreError, StoredResponse,
 };
 use payguard_test_support::TestDb;
 use sqlx::PgPool;
@@ -53,7 +53,12 @@ async fn book(State(pool): State<PgPool>, body: String) -> (StatusCode, String) 
 fn booking_app(store: PgIdempotencyStore, pool: PgPool) -> Router {
     Router::new()
         .route("/v1/bookings", post(book))
-        .layer(IdempotencyLayer::new(Arc::new(store)).required(true))
+        .layer(
+            IdempotencyLayer::builder(Arc::new(store))
+                .required(true)
+                .build()
+                .unwrap(),
+        )
         .with_state(pool)
 }
 
@@ -143,7 +148,12 @@ async fn a_crashed_owner_is_taken_over_after_its_lease_and_then_fenced() {
     let store = store(&db).await;
     let app = Router::new()
         .route("/v1/bookings", post(book))
-        .layer(IdempotencyLayer::new(Arc::new(store.clone())).lease(Duration::from_millis(600)))
+        .layer(
+            IdempotencyLayer::builder(Arc::new(store.clone()))
+                .lease(Duration::from_millis(600))
+                .build()
+                .unwrap(),
+        )
         .with_state(db.pool().clone());
     // The crashed instance: it claimed the key with the middleware's exact
     // scope and fingerprint, then died without completing or releasing.
@@ -277,10 +287,7 @@ async fn reapers_delete_expired_records_in_batches_and_spare_live_claims() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Two reapers at once, as two instances would run them.
     let store: Arc<dyn IdempotencyStore> = Arc::new(store);
-    let reapers = [
-        spawn_reaper(Arc::clone(&store), Duration::from_millis(50), 25),
-        spawn_reaper(Arc::clone(&store), Duration::from_millis(50), 25),
-    ];
+    let reapers = [reaper(Arc::clone(&store)), reaper(Arc::clone(&store))];
     let mut left = i64::MAX;
     for _ in 0..100 {
         left = count(db.pool(), "SELECT count(*) FROM payguard_idempotency").await;
@@ -467,4 +474,13 @@ async fn duplicate_webhook_deliveries_racing_on_two_instances_apply_once() {
         .await
         .unwrap();
     assert_eq!(counts, vec![1; 10], "each event applied exactly once");
+}
+
+fn reaper(store: Arc<dyn IdempotencyStore>) -> payguard_idempotency::ReaperHandle {
+    Reaper::builder(store)
+        .every(Duration::from_millis(50))
+        .batch_size(25)
+        .build()
+        .unwrap()
+        .spawn()
 }

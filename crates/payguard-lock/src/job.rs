@@ -3,7 +3,7 @@
 
 use crate::locker::{Acquisition, LockOptions, Locker, describe_holder};
 use crate::owner::{FencingToken, Owner};
-use payguard_core::{Clock, SystemClock};
+use payguard_core::{Clock, ConfigError, SystemClock};
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
@@ -45,10 +45,11 @@ impl JobRun {
 /// use std::{sync::Arc, time::Duration};
 /// use tokio_util::sync::CancellationToken;
 ///
-/// # async fn example(pool: sqlx::PgPool) {
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), payguard_lock::ConfigError> {
 /// let locker = Locker::new(Arc::new(PgLeaseLock::new(pool.clone())));
 /// let shutdown = CancellationToken::new();
-/// ScheduledJob::new("escrow-release", Duration::from_secs(300))
+/// ScheduledJob::builder("escrow-release", Duration::from_secs(300))
+///     .build()?
 ///     .run(locker, shutdown, |run| {
 ///         let pool = pool.clone();
 ///         async move {
@@ -62,6 +63,7 @@ impl JobRun {
 ///         }
 ///     })
 ///     .await;
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone)]
@@ -72,25 +74,60 @@ pub struct ScheduledJob {
     clock: Arc<dyn Clock>,
 }
 
+/// Builds a [`ScheduledJob`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct ScheduledJobBuilder {
+    name: String,
+    every: Duration,
+    options: Option<LockOptions>,
+}
+
+impl ScheduledJobBuilder {
+    /// Uses these lock options instead of the default.
+    pub fn lock_options(mut self, options: LockOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// Checks the settings and builds the job.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the period is under 1 ms, or the default lock
+    /// options cannot hold a slot of it.
+    pub fn build(self) -> Result<ScheduledJob, ConfigError> {
+        if self.every < Duration::from_millis(1) {
+            return Err(ConfigError::new("every", "at least 1 ms"));
+        }
+        let options = match self.options {
+            Some(options) => options,
+            None => LockOptions::builder(Duration::from_secs(30))
+                .at_least(self.every / 2)
+                .build()?,
+        };
+        Ok(ScheduledJob {
+            name: self.name,
+            every: self.every,
+            options,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
 impl ScheduledJob {
-    /// A job named `name` (also its lock name) running every `every`.
+    /// A job named `name` (also its lock name) running every `every`, to
+    /// configure and check.
     ///
     /// Lock options default to a 30 s lease (renewed while the job runs)
     /// held at least half a period, so an instance whose clock runs a
     /// little late does not run the same slot again.
-    pub fn new(name: &str, every: Duration) -> Self {
-        Self {
+    pub fn builder(name: &str, every: Duration) -> ScheduledJobBuilder {
+        ScheduledJobBuilder {
             name: name.to_owned(),
-            every: every.max(Duration::from_millis(1)),
-            options: LockOptions::new(Duration::from_secs(30)).at_least(every / 2),
-            clock: Arc::new(SystemClock),
+            every,
+            options: None,
         }
-    }
-
-    /// Uses these lock options.
-    pub fn lock_options(mut self, options: LockOptions) -> Self {
-        self.options = options;
-        self
     }
 
     /// The start of the slot after `now`.
@@ -174,7 +211,9 @@ mod tests {
 
     #[test]
     fn slots_align_to_the_epoch() {
-        let job = ScheduledJob::new("j", Duration::from_secs(60));
+        let job = ScheduledJob::builder("j", Duration::from_secs(60))
+            .build()
+            .unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(3_600 + 59);
         assert_eq!(job.next_slot(now), UNIX_EPOCH + Duration::from_secs(3_660));
         let boundary = UNIX_EPOCH + Duration::from_secs(3_660);

@@ -17,14 +17,17 @@ mod strategy;
 
 #[cfg(feature = "postgres")]
 pub use advisory::{PgAdvisoryLock, advisory_key};
-pub use job::{JobRun, ScheduledJob};
-pub use locker::{Acquisition, LockGuard, LockOptions, Locker, describe_holder};
+pub use job::{JobRun, ScheduledJob, ScheduledJobBuilder};
+pub use locker::{
+    Acquisition, LockGuard, LockOptions, LockOptionsBuilder, Locker, describe_holder,
+};
 pub use memory::MemoryLock;
 pub use owner::{FencingToken, Owner, ProcessId};
+pub use payguard_core::ConfigError;
 #[cfg(feature = "postgres")]
 pub use postgres::{Fence, MIGRATOR, PgLeaseLock, intent_reference};
 #[cfg(feature = "redis")]
-pub use redis::{RedisLock, Redlock};
+pub use redis::{RedisLock, Redlock, RedlockBuilder};
 pub use strategy::{
     Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, ReleaseNotices,
 };

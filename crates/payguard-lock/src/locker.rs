@@ -3,6 +3,7 @@
 
 use crate::owner::{FencingToken, Owner, ProcessId};
 use crate::strategy::{Attempt, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
+use payguard_core::ConfigError;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -10,16 +11,28 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How a lock is held.
+/// How a lock is held: built with [`LockOptions::builder`], checked when
+/// built.
 ///
 /// # Default
 ///
-/// `LockOptions::new(Duration::from_secs(30))`: lease 30 s, renewed every
-/// 10 s (a third), trusted until 3 s (a tenth, at least 1 s, at most a
-/// quarter) before it would end, no `at_least`, no `at_most`. Waiting
-/// callers sleep until the holder's lease would end, woken earlier by a
-/// release where the strategy announces them ([`PgLeaseLock`] does), and
-/// otherwise ask again at least every 500 ms.
+/// Lease 30 s, renewed every 10 s (a third), trusted until 3 s (a tenth,
+/// at least 1 s, at most a quarter) before it would end, no `at_least`,
+/// no `at_most`. Waiting callers sleep until the holder's lease would end,
+/// woken earlier by a release where the strategy announces them
+/// ([`PgLeaseLock`] does), and otherwise ask again at least every 500 ms.
+///
+/// ```
+/// use payguard_lock::LockOptions;
+/// use std::time::Duration;
+///
+/// let options = LockOptions::builder(Duration::from_secs(60))
+///     .heartbeat(Duration::from_secs(15))
+///     .at_least(Duration::from_secs(30))
+///     .build()?;
+/// assert_eq!(options.heartbeat_every(), Duration::from_secs(15));
+/// # Ok::<(), payguard_lock::ConfigError>(())
+/// ```
 ///
 /// [`PgLeaseLock`]: crate::PgLeaseLock
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +47,99 @@ pub struct LockOptions {
 
 impl Default for LockOptions {
     fn default() -> Self {
-        Self::new(Duration::from_secs(30))
+        Self::with_ttl(Duration::from_secs(30))
+    }
+}
+
+/// Builds [`LockOptions`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct LockOptionsBuilder {
+    options: LockOptions,
+}
+
+impl LockOptionsBuilder {
+    /// Renew every `every` (default a third of the lease).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.options.heartbeat = Some(every);
+        self
+    }
+
+    /// Stop trusting the lease this long before it would end by our own
+    /// clock, to cover clock-rate drift and scheduling delay (default a
+    /// tenth of the lease, at least 1 s, at most a quarter of it).
+    pub fn safety_margin(mut self, margin: Duration) -> Self {
+        self.options.safety_margin = Some(margin);
+        self
+    }
+
+    /// Keep the lock taken at least this long after acquiring it, even if
+    /// released sooner.
+    pub fn at_least(mut self, at_least: Duration) -> Self {
+        self.options.at_least = at_least;
+        self
+    }
+
+    /// Never hold the lock longer than this: renewals stop extending the
+    /// lease, and the job is told it lost the lock before the lease ends.
+    pub fn at_most(mut self, at_most: Duration) -> Self {
+        self.options.at_most = Some(at_most);
+        self
+    }
+
+    /// The longest [`Locker::lock`] sleeps between attempts while the lock
+    /// is busy (a cap on sleeping until the holder's lease ends; jittered
+    /// up to +10 %).
+    pub fn poll_every(mut self, poll: Duration) -> Self {
+        self.options.poll = Some(poll);
+        self
+    }
+
+    /// Checks the options and builds them.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the setting: a zero lease, a safety margin
+    /// not shorter than the lease, a heartbeat not shorter than the lease
+    /// minus the margin, `at_most` shorter than `at_least`, or a zero poll.
+    pub fn build(self) -> Result<LockOptions, ConfigError> {
+        let options = self.options;
+        if options.ttl.is_zero() {
+            return Err(ConfigError::new("ttl", "longer than zero"));
+        }
+        if options.margin() >= options.ttl {
+            return Err(ConfigError::new("safety_margin", "shorter than the lease"));
+        }
+        let every = options.heartbeat_every();
+        if every.is_zero() || every >= options.ttl - options.margin() {
+            return Err(ConfigError::new(
+                "heartbeat",
+                "longer than zero and shorter than the lease minus the safety margin",
+            ));
+        }
+        if options
+            .at_most
+            .is_some_and(|at_most| at_most < options.at_least)
+        {
+            return Err(ConfigError::new("at_most", "at least `at_least`"));
+        }
+        if options.poll.is_some_and(|poll| poll.is_zero()) {
+            return Err(ConfigError::new("poll_every", "longer than zero"));
+        }
+        Ok(options)
     }
 }
 
 impl LockOptions {
-    /// A lease of `ttl`, renewed while held.
-    pub fn new(ttl: Duration) -> Self {
+    /// Options with a lease of `ttl`, renewed while held, to adjust and
+    /// check.
+    pub fn builder(ttl: Duration) -> LockOptionsBuilder {
+        LockOptionsBuilder {
+            options: Self::with_ttl(ttl),
+        }
+    }
+
+    const fn with_ttl(ttl: Duration) -> Self {
         Self {
             ttl,
             heartbeat: None,
@@ -49,42 +148,6 @@ impl LockOptions {
             at_most: None,
             poll: None,
         }
-    }
-
-    /// Renew every `every` (default a third of the lease).
-    pub fn heartbeat(mut self, every: Duration) -> Self {
-        self.heartbeat = Some(every);
-        self
-    }
-
-    /// Stop trusting the lease this long before it would end by our own
-    /// clock, to cover clock-rate drift and scheduling delay (default a
-    /// tenth of the lease, at least 1 s, at most a quarter of it).
-    pub fn safety_margin(mut self, margin: Duration) -> Self {
-        self.safety_margin = Some(margin);
-        self
-    }
-
-    /// Keep the lock taken at least this long after acquiring it, even if
-    /// released sooner.
-    pub fn at_least(mut self, at_least: Duration) -> Self {
-        self.at_least = at_least;
-        self
-    }
-
-    /// Never hold the lock longer than this: renewals stop extending the
-    /// lease, and the job is told it lost the lock before the lease ends.
-    pub fn at_most(mut self, at_most: Duration) -> Self {
-        self.at_most = Some(at_most);
-        self
-    }
-
-    /// The longest [`Locker::lock`] sleeps between attempts while the lock
-    /// is busy (a cap on sleeping until the holder's lease ends; jittered
-    /// up to +10 %).
-    pub fn poll_every(mut self, poll: Duration) -> Self {
-        self.poll = Some(poll);
-        self
     }
 
     /// The lease length.
@@ -132,41 +195,6 @@ impl LockOptions {
             at_most: self.at_most,
         }
     }
-
-    /// Checks the options the way [`Locker::try_lock`] does.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::InvalidOptions`] saying which rule is broken.
-    pub fn validate(&self) -> Result<(), LockError> {
-        if self.ttl.is_zero() {
-            return Err(LockError::InvalidOptions(
-                "the lease must be longer than zero",
-            ));
-        }
-        if self.margin() >= self.ttl {
-            return Err(LockError::InvalidOptions(
-                "the safety margin must be shorter than the lease",
-            ));
-        }
-        let every = self.heartbeat_every();
-        if every.is_zero() || every >= self.ttl - self.margin() {
-            return Err(LockError::InvalidOptions(
-                "the heartbeat must be shorter than the lease minus the safety margin",
-            ));
-        }
-        if self.at_most.is_some_and(|at_most| at_most < self.at_least) {
-            return Err(LockError::InvalidOptions(
-                "at_most must not be shorter than at_least",
-            ));
-        }
-        if self.poll.is_some_and(|poll| poll.is_zero()) {
-            return Err(LockError::InvalidOptions(
-                "the poll interval must be longer than zero",
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Takes locks through a [`LockStrategy`].
@@ -176,9 +204,9 @@ impl LockOptions {
 /// use std::{sync::Arc, time::Duration};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), payguard_lock::LockError> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let locker = Locker::new(Arc::new(MemoryLock::new()));
-/// let options = LockOptions::new(Duration::from_secs(30));
+/// let options = LockOptions::builder(Duration::from_secs(30)).build()?;
 /// if let Acquisition::Acquired(guard) = locker.try_lock("escrow-release", &options).await? {
 ///     // Stops with Err(Lost) if the lease is lost while the job runs.
 ///     guard.run(async { /* release escrows, fenced by guard.token() */ }).await?;
@@ -228,14 +256,12 @@ impl Locker {
     ///
     /// # Errors
     ///
-    /// [`LockError::InvalidOptions`], or the strategy's error (the lock is
-    /// then not held).
+    /// The strategy's error (the lock is then not held).
     pub async fn try_lock(
         &self,
         name: &str,
         options: &LockOptions,
     ) -> Result<Acquisition, LockError> {
-        options.validate()?;
         let owner = Owner::new(self.process);
         let terms = options.terms();
         let sent = Instant::now();
@@ -601,29 +627,39 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        assert!(LockOptions::new(Duration::from_secs(30)).validate().is_ok());
-        assert!(
-            LockOptions::new(Duration::from_millis(300))
-                .validate()
-                .is_ok()
-        );
-        assert!(LockOptions::new(Duration::ZERO).validate().is_err());
-        let slow_heartbeat =
-            LockOptions::new(Duration::from_secs(10)).heartbeat(Duration::from_secs(10));
-        assert!(slow_heartbeat.validate().is_err());
-        let big_margin =
-            LockOptions::new(Duration::from_secs(10)).safety_margin(Duration::from_secs(10));
-        assert!(big_margin.validate().is_err());
-        let inverted = LockOptions::new(Duration::from_secs(10))
-            .at_least(Duration::from_secs(60))
-            .at_most(Duration::from_secs(30));
-        assert!(inverted.validate().is_err());
+        let build = |builder: LockOptionsBuilder| builder.build().map_err(|error| error.setting());
+        assert!(build(LockOptions::builder(Duration::from_secs(30))).is_ok());
+        assert!(build(LockOptions::builder(Duration::from_millis(300))).is_ok());
+        assert_eq!(build(LockOptions::builder(Duration::ZERO)), Err("ttl"));
         assert_eq!(
-            LockOptions::new(Duration::from_secs(30)).margin(),
-            Duration::from_secs(3)
+            build(LockOptions::builder(Duration::from_secs(10)).heartbeat(Duration::from_secs(10))),
+            Err("heartbeat")
         );
         assert_eq!(
-            LockOptions::new(Duration::from_secs(2)).margin(),
+            build(
+                LockOptions::builder(Duration::from_secs(10))
+                    .safety_margin(Duration::from_secs(10))
+            ),
+            Err("safety_margin")
+        );
+        assert_eq!(
+            build(
+                LockOptions::builder(Duration::from_secs(10))
+                    .at_least(Duration::from_secs(60))
+                    .at_most(Duration::from_secs(30))
+            ),
+            Err("at_most")
+        );
+        assert_eq!(
+            build(LockOptions::builder(Duration::from_secs(10)).poll_every(Duration::ZERO)),
+            Err("poll_every")
+        );
+        assert_eq!(LockOptions::default().margin(), Duration::from_secs(3));
+        assert_eq!(
+            LockOptions::builder(Duration::from_secs(2))
+                .build()
+                .unwrap()
+                .margin(),
             Duration::from_millis(500)
         );
     }

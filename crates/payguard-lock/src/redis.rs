@@ -5,6 +5,7 @@ use crate::owner::{FencingToken, Owner};
 use crate::strategy::{
     Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, host_name, millis,
 };
+use payguard_core::ConfigError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -351,39 +352,15 @@ pub struct Redlock {
     server_timeout: Option<Duration>,
 }
 
-impl Redlock {
-    /// Connects to every server (an odd number, usually 3 or 5).
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::InvalidOptions`] for no servers;
-    /// [`LockError::Unavailable`] if one cannot be reached.
-    pub async fn connect(urls: &[&str]) -> Result<Self, LockError> {
-        let mut servers = Vec::with_capacity(urls.len());
-        for url in urls {
-            servers.push(RedisLock::connect(url).await?);
-        }
-        Self::new(servers)
-    }
+/// Builds a [`Redlock`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct RedlockBuilder {
+    servers: Vec<RedisLock>,
+    server_timeout: Option<Duration>,
+}
 
-    /// Redlock over locks already connected (each to its own server, or,
-    /// for tests, to separate prefixes of one).
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::InvalidOptions`] for no servers.
-    pub fn new(servers: Vec<RedisLock>) -> Result<Self, LockError> {
-        if servers.is_empty() {
-            return Err(LockError::InvalidOptions(
-                "Redlock needs at least one server",
-            ));
-        }
-        Ok(Self {
-            servers,
-            server_timeout: None,
-        })
-    }
-
+impl RedlockBuilder {
     /// How long one server may take to answer before it counts as not
     /// having granted (or renewed, or released): small next to the lease,
     /// so a paused or unreachable server does not hold up the majority.
@@ -391,10 +368,55 @@ impl Redlock {
     /// # Default
     ///
     /// A tenth of the lease, between 10 ms and 1 s.
-    #[must_use]
     pub fn server_timeout(mut self, timeout: Duration) -> Self {
         self.server_timeout = Some(timeout);
         self
+    }
+
+    /// Checks the settings and builds the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for no servers or a zero server timeout.
+    pub fn build(self) -> Result<Redlock, ConfigError> {
+        if self.servers.is_empty() {
+            return Err(ConfigError::new("servers", "at least one"));
+        }
+        if self.server_timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return Err(ConfigError::new("server_timeout", "longer than zero"));
+        }
+        Ok(Redlock {
+            servers: self.servers,
+            server_timeout: self.server_timeout,
+        })
+    }
+}
+
+impl Redlock {
+    /// Connects to every server (an odd number, usually 3 or 5), with the
+    /// default per-server timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Unavailable`] if a server cannot be reached, or
+    /// [`LockError::Unsupported`] for no servers.
+    pub async fn connect(urls: &[&str]) -> Result<Self, LockError> {
+        let mut servers = Vec::with_capacity(urls.len());
+        for url in urls {
+            servers.push(RedisLock::connect(url).await?);
+        }
+        Self::builder(servers)
+            .build()
+            .map_err(|error| LockError::Unsupported(error.to_string()))
+    }
+
+    /// Redlock over locks already connected (each to its own server, or,
+    /// for tests, to separate prefixes of one).
+    pub fn builder(servers: Vec<RedisLock>) -> RedlockBuilder {
+        RedlockBuilder {
+            servers,
+            server_timeout: None,
+        }
     }
 
     fn quorum(&self) -> usize {

@@ -87,9 +87,6 @@ pub enum LockError {
         /// The holder when we gave up, as `owner (host pid)` or `unknown`.
         holder: String,
     },
-    /// The options cannot work (say, a heartbeat slower than the lease).
-    #[error("invalid lock options: {0}")]
-    InvalidOptions(&'static str),
     /// The strategy cannot run safely here (say, a session advisory lock
     /// behind a transaction-pooling proxy).
     #[error("this lock strategy cannot run here: {0}")]

@@ -97,6 +97,10 @@ async fn redlock_conforms() {
         redis(&format!("payguard-test:{pid}:b:")).await,
         redis(&format!("payguard-test:{pid}:c:")).await,
     ];
-    conformance::run(&Redlock::new(servers).expect("servers"), Some(&RealTime)).await;
+    conformance::run(
+        &Redlock::builder(servers).build().expect("servers"),
+        Some(&RealTime),
+    )
+    .await;
     forget(&format!("payguard-test:{pid}:")).await;
 }

@@ -23,7 +23,10 @@ async fn sixteen_contenders_cost_about_two_transaction_ids_per_acquisition() {
     let db = TestDb::with_max_connections(20).await;
     let strategy = Arc::new(PgLeaseLock::new(db.pool().clone()));
     strategy.migrate().await.unwrap();
-    let terms = LockOptions::new(Duration::from_secs(30)).terms();
+    let terms = LockOptions::builder(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .terms();
 
     let before = current_xid(&db).await;
     let deadline = Instant::now() + Duration::from_secs(3);

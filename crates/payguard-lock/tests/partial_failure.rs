@@ -35,7 +35,10 @@ fn fast_bounds() -> SqlTimeouts {
 }
 
 fn terms() -> LeaseTerms {
-    LockOptions::new(Duration::from_secs(30)).terms()
+    LockOptions::builder(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .terms()
 }
 
 fn owner() -> Owner {
@@ -135,7 +138,9 @@ async fn renewal_goes_on_during_a_fenced_transaction_longer_than_the_lease() {
     let db = TestDb::new().await;
     let locker = Locker::new(Arc::new(lease(&db).await));
     // Lease 1 s, renewed every 333 ms, trusted until 250 ms before its end.
-    let options = LockOptions::new(Duration::from_secs(1));
+    let options = LockOptions::builder(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let guard = acquired(&locker, "escrow", &options).await;
     let fence = guard.fence();
 
@@ -289,7 +294,9 @@ async fn a_waiter_sleeps_until_the_release_instead_of_polling() {
         notices: true,
     });
     let waiter = Locker::new(Arc::clone(&counting) as Arc<dyn LockStrategy>);
-    let options = LockOptions::new(Duration::from_secs(6));
+    let options = LockOptions::builder(Duration::from_secs(6))
+        .build()
+        .unwrap();
     let guard = acquired(&holder, "report", &options).await;
 
     let waiting = tokio::spawn(async move {
@@ -329,7 +336,10 @@ async fn without_release_notices_a_waiter_sleeps_until_the_lease_ends() {
     });
     let waiter = Locker::new(Arc::clone(&counting) as Arc<dyn LockStrategy>);
     // A holder that died: its lease of 1.2 s runs out by itself.
-    let short = LockOptions::new(Duration::from_millis(1200)).terms();
+    let short = LockOptions::builder(Duration::from_millis(1200))
+        .build()
+        .unwrap()
+        .terms();
     match strategy
         .try_acquire("report", &owner(), &short)
         .await
@@ -341,7 +351,9 @@ async fn without_release_notices_a_waiter_sleeps_until_the_lease_ends() {
     let guard = waiter
         .lock(
             "report",
-            &LockOptions::new(Duration::from_secs(5)),
+            &LockOptions::builder(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             Duration::from_secs(10),
         )
         .await
@@ -369,7 +381,9 @@ async fn an_instance_cut_off_from_the_database_stops_its_job_before_another_take
     cut_off.migrate().await.unwrap();
     let cut_off = Locker::new(Arc::new(cut_off));
     let healthy = Locker::new(Arc::new(lease(&db).await));
-    let options = LockOptions::new(Duration::from_secs(2));
+    let options = LockOptions::builder(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let guard = acquired(&cut_off, "escrow", &options).await;
     let fence = guard.fence();
 

@@ -50,8 +50,10 @@ async fn eight_tasks_by_two_hundred_rounds_through_pgbouncer_never_overlap() {
             tokio::spawn(async move {
                 // No release notices behind the pooler: waiters ask again
                 // every 20 ms at most.
-                let options =
-                    LockOptions::new(Duration::from_secs(10)).poll_every(Duration::from_millis(20));
+                let options = LockOptions::builder(Duration::from_secs(10))
+                    .poll_every(Duration::from_millis(20))
+                    .build()
+                    .unwrap();
                 for _ in 0..200 {
                     let guard = locker
                         .lock("race", &options, Duration::from_secs(60))
@@ -104,7 +106,12 @@ async fn the_advisory_strategy_refuses_to_run_behind_transaction_pooling() {
     let options = sqlx::postgres::PgConnectOptions::from_str(&bouncer.url_for(db.url())).unwrap();
     let locker = Locker::new(Arc::new(PgAdvisoryLock::new(options)));
     let error = locker
-        .try_lock("pooled", &LockOptions::new(Duration::from_secs(5)))
+        .try_lock(
+            "pooled",
+            &LockOptions::builder(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        )
         .await
         .map(|_| ())
         .expect_err("a transaction-pooling proxy must be refused");

@@ -44,8 +44,12 @@ async fn expire(db: &TestDb, name: &str) {
 }
 
 fn short() -> LockOptions {
+    short_builder().build().unwrap()
+}
+
+fn short_builder() -> payguard_lock::LockOptionsBuilder {
     // Lease 600 ms, renewed every 200 ms, trusted until 150 ms before its end.
-    LockOptions::new(Duration::from_millis(600)).poll_every(Duration::from_millis(20))
+    LockOptions::builder(Duration::from_millis(600)).poll_every(Duration::from_millis(20))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +153,10 @@ async fn at_most_stops_a_stuck_job_and_at_least_outlives_a_quick_one() {
     let db = TestDb::new().await;
     let locker = lease_locker(&db).await;
     let other = lease_locker(&db).await;
-    let capped = short().at_most(Duration::from_millis(1200));
+    let capped = short_builder()
+        .at_most(Duration::from_millis(1200))
+        .build()
+        .unwrap();
     let guard = acquired(&locker, "stuck", &capped).await;
     let started = Instant::now();
     let job = guard.run(tokio::time::sleep(Duration::from_secs(30))).await;
@@ -163,7 +170,10 @@ async fn at_most_stops_a_stuck_job_and_at_least_outlives_a_quick_one() {
     let next = acquired(&other, "stuck", &short()).await;
     next.release().await.unwrap();
 
-    let quick = short().at_least(Duration::from_secs(1));
+    let quick = short_builder()
+        .at_least(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let guard = acquired(&locker, "quick", &quick).await;
     guard.release().await.unwrap();
     assert!(
@@ -259,7 +269,9 @@ async fn a_scheduled_job_on_three_instances_runs_each_slot_once() {
     for _ in 0..3 {
         let locker = lease_locker(&db).await;
         let pool = db.pool().clone();
-        let job = ScheduledJob::new("tick", Duration::from_millis(500));
+        let job = ScheduledJob::builder("tick", Duration::from_millis(500))
+            .build()
+            .unwrap();
         instances.push(tokio::spawn(job.run(
             locker,
             shutdown.clone(),

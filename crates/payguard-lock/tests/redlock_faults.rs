@@ -11,7 +11,9 @@
     clippy::indexing_slicing
 )]
 
-use payguard_lock::{Attempt, LockOptions, LockStrategy, Locker, Owner, ProcessId, Redlock};
+use payguard_lock::{
+    Attempt, LockOptions, LockStrategy, Locker, Owner, ProcessId, RedisLock, Redlock,
+};
 use payguard_test_support::TestDb;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -90,12 +92,14 @@ impl Drop for Server {
 }
 
 async fn redlock(servers: &[Server]) -> Redlock {
-    let urls: Vec<String> = servers.iter().map(Server::url).collect();
-    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    Redlock::connect(&urls)
-        .await
-        .unwrap()
+    let mut locks = Vec::new();
+    for server in servers {
+        locks.push(RedisLock::connect(&server.url()).await.unwrap());
+    }
+    Redlock::builder(locks)
         .server_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,8 +118,10 @@ async fn eight_tasks_by_200_rounds_keep_exclusion_through_killed_and_paused_serv
                 Arc::clone(&rounds),
             );
             tokio::spawn(async move {
-                let options =
-                    LockOptions::new(Duration::from_secs(2)).poll_every(Duration::from_millis(5));
+                let options = LockOptions::builder(Duration::from_secs(2))
+                    .poll_every(Duration::from_millis(5))
+                    .build()
+                    .unwrap();
                 for _ in 0..200 {
                     let guard = locker
                         .lock("race", &options, Duration::from_secs(60))
@@ -127,7 +133,11 @@ async fn eight_tasks_by_200_rounds_keep_exclusion_through_killed_and_paused_serv
                     tokio::task::yield_now().await;
                     counter.store(seen + 1, Ordering::SeqCst);
                     inside.store(false, Ordering::SeqCst);
-                    guard.release().await.unwrap();
+                    // With servers killed or paused, a release may miss its
+                    // majority within the 10 ms per-server timeout on a
+                    // loaded machine; the lease then simply runs out, which
+                    // costs time, never exclusion.
+                    let _ = guard.release().await;
                     rounds.fetch_add(1, Ordering::SeqCst);
                 }
             })
@@ -193,7 +203,10 @@ async fn a_holder_paused_past_its_validity_shares_the_lock_and_only_the_fence_st
     let servers: Vec<Server> = (0..5).map(|_| Server::start()).collect();
     let redlock = redlock(&servers).await;
     let db = resource().await;
-    let terms = LockOptions::new(Duration::from_millis(500)).terms();
+    let terms = LockOptions::builder(Duration::from_millis(500))
+        .build()
+        .unwrap()
+        .terms();
 
     let Attempt::Acquired(stale) = redlock
         .try_acquire("payout", &owner(), &terms)
@@ -226,7 +239,10 @@ async fn servers_whose_clocks_jump_give_the_lock_to_two_holders_and_only_the_fen
     let servers: Vec<Server> = (0..5).map(|_| Server::start()).collect();
     let redlock = redlock(&servers).await;
     let db = resource().await;
-    let terms = LockOptions::new(Duration::from_secs(30)).terms();
+    let terms = LockOptions::builder(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .terms();
     let Attempt::Acquired(first) = redlock
         .try_acquire("payout", &owner(), &terms)
         .await

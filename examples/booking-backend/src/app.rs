@@ -80,6 +80,8 @@ pub struct App {
     /// Job locks.
     pub locker: Locker,
     idempotency: Arc<dyn IdempotencyStore>,
+    /// The `Idempotency-Key` layer of the routes that move money.
+    keyed: IdempotencyLayer,
     /// The same store when it is PostgreSQL, for answers stored in the
     /// handler's own transaction.
     pg_idempotency: Option<PgIdempotencyStore>,
@@ -156,12 +158,20 @@ impl App {
                 )
             }
         };
+        // Only successes are kept (24 h): an invalid request is judged again
+        // on a retry, and a flood of them with fresh keys leaves nothing.
+        let keyed = IdempotencyLayer::builder(Arc::clone(&idempotency))
+            .required(true)
+            .outcome_policy(OutcomePolicy::successes_only())
+            .build()
+            .map_err(|error| StartError::Config(error.to_string()))?;
         Ok(Arc::new(Self {
             store,
             gateways,
             settings,
             locker,
             idempotency,
+            keyed,
             pg_idempotency,
             paystack,
             flutterwave,
@@ -181,15 +191,10 @@ impl App {
 
     /// The routes.
     pub fn router(self: &Arc<Self>) -> Router {
-        // Only successes are kept (24 h): an invalid request is judged again
-        // on a retry, and a flood of them with fresh keys leaves nothing.
-        let idempotent = IdempotencyLayer::new(Arc::clone(&self.idempotency))
-            .required(true)
-            .outcome_policy(OutcomePolicy::successes_only());
         let keyed = Router::new()
             .route("/v1/bookings", post(create_booking))
             .route("/v1/bookings/{id}/cancel", post(cancel_booking))
-            .route_layer(idempotent);
+            .route_layer(self.keyed.clone());
         Router::new()
             .route("/v1/listings", post(create_listing))
             .route("/v1/bookings/{id}", get(get_booking))

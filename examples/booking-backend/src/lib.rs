@@ -20,13 +20,14 @@ use tokio_util::sync::CancellationToken;
 ///
 /// # Errors
 ///
-/// The server failed.
+/// The server failed, or the jobs' settings cannot work.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let jobs = spawn_jobs(&app, &shutdown);
+    let jobs = spawn_jobs(&app, &shutdown)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
     let router = app.router();
     server::serve(listener, router, app.settings.limits, shutdown.clone()).await;
     shutdown.cancel();
@@ -38,16 +39,27 @@ pub async fn serve(
 
 /// The escrow-release and reconciliation jobs (under fleet-wide locks) and
 /// hold expiry.
+///
+/// # Errors
+///
+/// The jobs' lock settings cannot work (a job period so long that no
+/// lease covers half of it).
 pub fn spawn_jobs(
     app: &Arc<App>,
     shutdown: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> Result<Vec<tokio::task::JoinHandle<()>>, payguard_lock::ConfigError> {
     let every = app.settings.job_every;
     let lease = (every * 10).clamp(Duration::from_secs(5), Duration::from_secs(60));
-    let options = LockOptions::new(lease).at_least(every / 2);
+    let options = LockOptions::builder(lease).at_least(every / 2).build()?;
+    let escrow_job = ScheduledJob::builder("escrow-release", every)
+        .lock_options(options.clone())
+        .build()?;
+    let reconcile_job = ScheduledJob::builder("reconcile", every * 2)
+        .lock_options(options)
+        .build()?;
     let escrow = {
         let app = Arc::clone(app);
-        let job = ScheduledJob::new("escrow-release", every).lock_options(options.clone());
+        let job = escrow_job;
         let locker = app.locker.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -68,7 +80,7 @@ pub fn spawn_jobs(
     };
     let reconcile = {
         let app = Arc::clone(app);
-        let job = ScheduledJob::new("reconcile", every * 2).lock_options(options);
+        let job = reconcile_job;
         let locker = app.locker.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -103,13 +115,12 @@ pub fn spawn_jobs(
     // Idempotency records past their retention (answers 24 h, webhook
     // events 7 days) go, a batch at a time.
     let reaper = {
-        let reaper =
-            payguard_idempotency::spawn_reaper(app.idempotency(), Duration::from_secs(60), 500);
+        let reaper = payguard_idempotency::Reaper::new(app.idempotency()).spawn();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
             reaper.abort();
         })
     };
-    vec![escrow, reconcile, expire, reaper]
+    Ok(vec![escrow, reconcile, expire, reaper])
 }

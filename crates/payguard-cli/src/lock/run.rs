@@ -106,15 +106,15 @@ pub(super) async fn run(args: Run) -> Result<(), Failure> {
     // Installed first: from here on, SIGINT and SIGTERM are ours to handle.
     let mut signals = Signals::install()
         .map_err(|error| Failure::Usage(format!("lock run: cannot handle signals: {error}")))?;
-    let mut options = LockOptions::new(args.ttl);
+    let mut options = LockOptions::builder(args.ttl);
     if let Some(poll) = args.poll {
         options = options.poll_every(poll);
     }
     if let Some(at_least) = args.at_least {
         options = options.at_least(at_least);
     }
-    options
-        .validate()
+    let options = options
+        .build()
         .map_err(|error| Failure::Usage(format!("lock run: {error}")))?;
 
     let acquiring = acquire(&args, &options);
@@ -181,7 +181,6 @@ async fn acquire(args: &Run, options: &LockOptions) -> Result<LockGuard, Failure
             eprintln!("payguard: gave up waiting for lock {name:?}: held by {holder}");
             Failure::Exit(HELD)
         }
-        LockError::InvalidOptions(reason) => Failure::Usage(format!("lock run: {reason}")),
         error => {
             let hint = if args.no_migrate {
                 " (without --no-migrate, payguard creates payguard_locks)"
