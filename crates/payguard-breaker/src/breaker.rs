@@ -745,6 +745,15 @@ impl Rejected {
         self.state
     }
 
+    /// A stable code: `probes_busy` when half-open with every probe out,
+    /// `circuit_open` otherwise.
+    pub fn code(&self) -> &'static str {
+        match self.state {
+            State::HalfOpen => "probes_busy",
+            _ => "circuit_open",
+        }
+    }
+
     /// How long until the breaker admits a call (the end of the open
     /// period, or the earliest probe timeout); `None` when forced open.
     /// Use it to fail over now, or for an HTTP `Retry-After`.

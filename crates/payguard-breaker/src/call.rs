@@ -24,6 +24,15 @@ impl<E> BreakerError<E> {
         }
     }
 
+    /// `circuit_open` or `probes_busy` when rejected
+    /// ([`Rejected::code`]), `failed` when the call ran and failed.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BreakerError::Rejected(rejected) => rejected.code(),
+            BreakerError::Inner(_) => "failed",
+        }
+    }
+
     /// The call's own error, if it ran.
     pub fn into_inner(self) -> Option<E> {
         match self {
@@ -42,11 +51,13 @@ impl<E: fmt::Display> fmt::Display for BreakerError<E> {
     }
 }
 
+/// Transparent: the message and the source are those of the rejection or
+/// of the call's own error, so nothing prints twice.
 impl<E: std::error::Error + 'static> std::error::Error for BreakerError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BreakerError::Rejected(rejected) => Some(rejected),
-            BreakerError::Inner(error) => Some(error),
+            BreakerError::Rejected(rejected) => rejected.source(),
+            BreakerError::Inner(error) => error.source(),
         }
     }
 }

@@ -59,22 +59,20 @@ impl<K> fmt::Debug for BreakerRegistry<K> {
 }
 
 /// The registry holds `max_breakers` breakers that may not be evicted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "breaker registry is full: all {max_breakers} breakers are open, half-open or set by hand; raise max_breakers"
+)]
 pub struct RegistryFull {
     max_breakers: usize,
 }
 
-impl fmt::Display for RegistryFull {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "breaker registry is full: all {} breakers are open, half-open or set by hand; raise max_breakers",
-            self.max_breakers
-        )
+impl RegistryFull {
+    /// The stable code `registry_full`.
+    pub fn code(&self) -> &'static str {
+        "registry_full"
     }
 }
-
-impl std::error::Error for RegistryFull {}
 
 /// Builds a [`BreakerRegistry`].
 ///

@@ -80,3 +80,20 @@ async fn call_wrappers_record_and_reject() {
     let rejected = breaker.call_blocking(classify, || Ok(200)).unwrap_err();
     assert_eq!(rejected.rejected().unwrap().state(), State::Open);
 }
+
+/// `BreakerError` is transparent: its message is the inner one, and the
+/// chain continues from the inner error's own source, so nothing prints
+/// twice.
+#[test]
+fn a_breaker_error_prints_its_cause_once() {
+    use std::error::Error;
+    let breaker = CircuitBreaker::builder().build().unwrap();
+    let error = breaker
+        .call_blocking(Outcome::Transient, || {
+            Err::<(), _>(std::io::Error::other("gateway unavailable"))
+        })
+        .unwrap_err();
+    assert_eq!(error.to_string(), "gateway unavailable");
+    assert!(error.source().is_none());
+    assert_eq!(error.code(), "failed");
+}

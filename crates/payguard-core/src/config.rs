@@ -30,6 +30,11 @@ impl ConfigError {
         }
     }
 
+    /// The stable code `invalid_configuration`.
+    pub fn code(&self) -> &'static str {
+        "invalid_configuration"
+    }
+
     /// The setting's name, as its builder method spells it.
     pub fn setting(&self) -> &'static str {
         self.setting

@@ -129,6 +129,18 @@ pub enum KeyError {
     Invalid,
 }
 
+impl KeyError {
+    /// A stable code, the problem body's `code` in the middleware's 400:
+    /// `idempotency_key_missing`, or `idempotency_key_invalid` (a repeated
+    /// header is an invalid key).
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyError::Missing => "idempotency_key_missing",
+            KeyError::Repeated | KeyError::Invalid => "idempotency_key_invalid",
+        }
+    }
+}
+
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 

@@ -332,7 +332,7 @@ where
         Err(KeyError::Missing) => {
             return problem(
                 StatusCode::BAD_REQUEST,
-                "idempotency_key_missing",
+                KeyError::Missing.code(),
                 "this operation needs an Idempotency-Key header",
                 None,
             );
@@ -340,7 +340,7 @@ where
         Err(error) => {
             return problem(
                 StatusCode::BAD_REQUEST,
-                "idempotency_key_invalid",
+                error.code(),
                 &error.to_string(),
                 None,
             );

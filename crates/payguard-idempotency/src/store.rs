@@ -124,6 +124,17 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl StoreError {
+    /// A stable code: `lease_lost`, `response_too_large` or `unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::LeaseLost => "lease_lost",
+            StoreError::ResponseTooLarge { .. } => "response_too_large",
+            StoreError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 /// Where idempotency records live. Both backends of this crate pass the
 /// same conformance suite (`conformance`, feature `test-util`), which
 /// third-party backends can run too.

@@ -98,6 +98,16 @@ pub enum LockError {
 }
 
 impl LockError {
+    /// A stable code: `lost`, `timeout`, `unsupported` or `unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LockError::Lost { .. } => "lost",
+            LockError::Timeout { .. } => "timeout",
+            LockError::Unsupported(_) => "unsupported",
+            LockError::Unavailable(_) => "unavailable",
+        }
+    }
+
     pub(crate) fn lost(name: &str) -> Self {
         Self::Lost {
             name: name.to_owned(),

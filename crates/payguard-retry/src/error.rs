@@ -84,6 +84,12 @@ impl<E> RetryError<E> {
         self.reason
     }
 
+    /// A stable snake_case code for the reason, to branch on or log
+    /// ([`StopReason::as_str`]).
+    pub fn code(&self) -> &'static str {
+        self.reason.as_str()
+    }
+
     /// How many attempts were made (started), the first included.
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -120,7 +126,7 @@ impl<E> RetryError<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for RetryError<E> {
+impl<E> fmt::Display for RetryError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = if self.attempts == 1 { "" } else { "s" };
         write!(
@@ -128,13 +134,15 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
             "gave up after {} attempt{plural}: {}",
             self.attempts, self.reason
         )?;
-        match &self.last_error {
-            Some(error) => write!(f, "; last error: {error}"),
-            None => f.write_str("; the last attempt timed out"),
+        if self.last_error.is_none() {
+            f.write_str("; the last attempt timed out")?;
         }
+        Ok(())
     }
 }
 
+/// The last error is the [`source`](std::error::Error::source), not part
+/// of the message, so a report that walks the chain prints it once.
 impl<E> std::error::Error for RetryError<E>
 where
     E: std::error::Error + 'static,

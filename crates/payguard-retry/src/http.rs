@@ -244,35 +244,30 @@ fn refuse(error: HttpError) -> RetryError<HttpError> {
 }
 
 /// Why an HTTP attempt failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
     /// The server answered with a status that is not a success; the
     /// response (body unread) is here to inspect.
+    #[error("the server answered {}", .0.status())]
     Status(Response),
     /// The request could not be built, sent, or its answer received.
-    Transport(reqwest::Error),
+    #[error("the request failed")]
+    Transport(#[source] reqwest::Error),
     /// The body is a stream and cannot be sent twice; nothing was sent.
+    #[error(
+        "the request body is a stream and cannot be replayed; buffer it to send it with retries"
+    )]
     BodyNotReplayable,
 }
 
-impl fmt::Display for HttpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl HttpError {
+    /// A stable code: `status`, `transport` or `body_not_replayable`.
+    pub fn code(&self) -> &'static str {
         match self {
-            HttpError::Status(response) => write!(f, "the server answered {}", response.status()),
-            HttpError::Transport(error) => write!(f, "the request failed: {error}"),
-            HttpError::BodyNotReplayable => f.write_str(
-                "the request body is a stream and cannot be replayed; buffer it to send it with retries",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for HttpError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            HttpError::Transport(error) => Some(error),
-            _ => None,
+            HttpError::Status(_) => "status",
+            HttpError::Transport(_) => "transport",
+            HttpError::BodyNotReplayable => "body_not_replayable",
         }
     }
 }

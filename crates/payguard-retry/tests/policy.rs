@@ -572,3 +572,22 @@ async fn an_ok_judged_a_failure_is_retried_when_awaited_too() {
         .await;
     assert_eq!((answer.unwrap(), calls.load(Ordering::SeqCst)), (200, 3));
 }
+
+/// A report that walks the chain prints the last error once: it is the
+/// source, not part of the message.
+#[test]
+fn the_last_error_is_the_source_not_the_message() {
+    use std::error::Error;
+    let policy = RetryPolicy::builder().max_attempts(1).build().unwrap();
+    let error = policy
+        .retry_blocking(|_| Err::<(), _>(std::io::Error::other("gateway unavailable")))
+        .classify(Outcome::Transient)
+        .call()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "gave up after 1 attempt: attempts exhausted"
+    );
+    assert_eq!(error.source().unwrap().to_string(), "gateway unavailable");
+    assert_eq!(error.code(), "attempts_exhausted");
+}

@@ -40,15 +40,19 @@ use std::sync::Arc;
 pub struct VerifiedWebhook(pub Verified<Bytes>);
 
 /// Why [`VerifiedWebhook`] refused a request.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WebhookRejection {
     /// The body is larger than the verifier allows (413).
+    #[error("webhook body too large")]
     TooLarge,
     /// The body could not be read (400).
+    #[error("webhook body could not be read")]
     UnreadableBody,
-    /// Verification failed (401).
-    Unverified(VerifyError),
+    /// Verification failed (401). The reason is the source, for logs; it
+    /// never reaches the client.
+    #[error("webhook signature verification failed")]
+    Unverified(#[source] VerifyError),
 }
 
 impl WebhookRejection {
@@ -57,6 +61,16 @@ impl WebhookRejection {
         match self {
             WebhookRejection::Unverified(error) => Some(error),
             _ => None,
+        }
+    }
+
+    /// A stable code, also the problem body's `code`:
+    /// `webhook_too_large`, `webhook_unreadable` or `webhook_unverified`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WebhookRejection::TooLarge => "webhook_too_large",
+            WebhookRejection::UnreadableBody => "webhook_unreadable",
+            WebhookRejection::Unverified(_) => "webhook_unverified",
         }
     }
 
@@ -72,16 +86,8 @@ impl WebhookRejection {
 
 impl IntoResponse for WebhookRejection {
     fn into_response(self) -> Response {
-        let (code, title) = match &self {
-            WebhookRejection::TooLarge => ("webhook_too_large", "webhook body too large"),
-            WebhookRejection::UnreadableBody => {
-                ("webhook_unreadable", "webhook body could not be read")
-            }
-            WebhookRejection::Unverified(_) => (
-                "webhook_unverified",
-                "webhook signature verification failed",
-            ),
-        };
+        let code = self.code();
+        let title = self.to_string();
         let status = self.status();
         let body = format!(
             r#"{{"type":"about:blank","title":"{title}","status":{},"code":"{code}"}}"#,

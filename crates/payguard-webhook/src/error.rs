@@ -87,28 +87,28 @@ impl fmt::Display for VerifyError {
 impl std::error::Error for VerifyError {}
 
 /// A payload that cannot be signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignError {
     /// No key in the ring can sign for this scheme (a Standard Webhooks ring
     /// of `whpk_` public keys only).
+    #[error("no key in the ring can sign (Ed25519 signing needs a whsk_ key)")]
     NoSigningKey,
     /// The time is before the Unix epoch.
+    #[error("cannot sign a time before 1970")]
     TimeBeforeEpoch,
     /// The id contains a `.` or a character a header cannot carry.
+    #[error("the message id must be visible ASCII without '.'")]
     BadId,
 }
 
-impl fmt::Display for SignError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl SignError {
+    /// A stable code: `no_signing_key`, `time_before_epoch` or `bad_id`.
+    pub fn code(&self) -> &'static str {
         match self {
-            SignError::NoSigningKey => {
-                f.write_str("no key in the ring can sign (Ed25519 signing needs a whsk_ key)")
-            }
-            SignError::TimeBeforeEpoch => f.write_str("cannot sign a time before 1970"),
-            SignError::BadId => f.write_str("the message id must be visible ASCII without '.'"),
+            SignError::NoSigningKey => "no_signing_key",
+            SignError::TimeBeforeEpoch => "time_before_epoch",
+            SignError::BadId => "bad_id",
         }
     }
 }
-
-impl std::error::Error for SignError {}

@@ -124,6 +124,13 @@ impl fmt::Display for Provider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownProvider(String);
 
+impl UnknownProvider {
+    /// The stable code `unknown_provider`.
+    pub fn code(&self) -> &'static str {
+        "unknown_provider"
+    }
+}
+
 impl fmt::Display for UnknownProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "unknown webhook provider {:?}; expected one of ", self.0)?;
