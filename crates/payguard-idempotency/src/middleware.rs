@@ -36,20 +36,20 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The tenant a request belongs to, for scoping keys: put it in the
 /// request's extensions (an auth layer usually does), or name a header with
-/// [`IdempotencyLayer::tenant_header`].
+/// [`IdempotencyLayerBuilder::tenant_header`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant(pub String);
 
 /// Makes a route's effects happen once per `Idempotency-Key`.
 ///
 /// - The key is an sf-string (`"abc"`) or a bare token (`abc`), up to 255
-///   characters; a missing key is a 400 when [`required`](Self::required),
+///   characters; a missing key is a 400 when [`required`](IdempotencyLayerBuilder::required),
 ///   else the request passes through.
 /// - Keys are scoped by tenant, method and route, and checked against a
 ///   fingerprint of the method, route, query and body: same key, different
 ///   request is a 422.
 /// - While the first request runs, duplicates get a 409 with `Retry-After`
-///   (or, with [`wait_for_in_flight`](Self::wait_for_in_flight), wait up to a
+///   (or, with [`wait_for_in_flight`](IdempotencyLayerBuilder::wait_for_in_flight), wait up to a
 ///   bound for the first and replay it).
 /// - A completed request is replayed byte for byte (status, allow-listed
 ///   headers, body) with `Idempotent-Replayed: true`; the handler does not
