@@ -49,31 +49,33 @@ static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
 const MEMORY_KEYS: u64 = 1 << 16;
 
 fn cycling_request(thread: u64, i: u64) -> ClaimRequest {
-    ClaimRequest {
-        key: ScopeKey::new(
+    let request = request("memory");
+    ClaimRequest::new(
+        ScopeKey::new(
             "memory",
             &(thread * MEMORY_KEYS + i % MEMORY_KEYS).to_string(),
         ),
-        retention: Duration::ZERO,
-        ..request("memory")
-    }
+        request.fingerprint,
+    )
+    .lease(request.lease)
+    .retention(Duration::ZERO)
 }
 
 fn request(scope: &str) -> ClaimRequest {
-    ClaimRequest {
-        key: ScopeKey::new(scope, &NEXT_KEY.fetch_add(1, Ordering::Relaxed).to_string()),
-        fingerprint: Fingerprint::of(&[b"POST", b"/v1/bookings", b"{\"listing\":7}"]),
-        lease: Duration::from_secs(30),
-        retention: Duration::from_secs(86_400),
-    }
+    ClaimRequest::new(
+        ScopeKey::new(scope, &NEXT_KEY.fetch_add(1, Ordering::Relaxed).to_string()),
+        Fingerprint::of(&[b"POST", b"/v1/bookings", b"{\"listing\":7}"]),
+    )
+    .lease(Duration::from_secs(30))
+    .retention(Duration::from_secs(86_400))
 }
 
 fn response() -> StoredResponse {
-    StoredResponse {
-        status: 201,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        body: br#"{"booking":"bk_123","status":"confirmed"}"#.to_vec(),
-    }
+    StoredResponse::new(
+        201,
+        br#"{"booking":"bk_123","status":"confirmed"}"#.to_vec(),
+    )
+    .header("content-type", b"application/json".to_vec())
 }
 
 /// The memory store's futures are ready at once: poll once, no runtime.
@@ -208,7 +210,7 @@ fn pgbench_script(replay: bool) -> String {
         "sha256(('pgbench-' || :k)::bytea)".to_owned()
     };
     let fingerprint = "sha256('fingerprint'::bytea)";
-    let claim = PgIdempotencyStore::CLAIM_SQL
+    let claim = include_str!("../crates/payguard-idempotency/sql/claim.sql")
         .replace("$1", &key)
         .replace("$2", fingerprint)
         .replace("$3", "1")
@@ -218,7 +220,7 @@ fn pgbench_script(replay: bool) -> String {
     let mut script = String::from("\\set k random(1, 4000000000000000000)\n");
     script.push_str(&bounded(&format!("{claim} \\gset")));
     if !replay {
-        let complete = PgIdempotencyStore::COMPLETE_SQL
+        let complete = include_str!("../crates/payguard-idempotency/sql/complete.sql")
             .replace("$1", &key)
             .replace("$2", ":owner_token")
             .replace("$3", "201")

@@ -22,8 +22,8 @@
 
 use payguard_core::SqlTimeouts;
 use payguard_lock::{
-    Acquisition, Attempt, Grant, LeaseTerms, LockGuard, LockOptions, LockStrategy, Locker, Owner,
-    PgLeaseLock, ProcessId, Redlock,
+    AcquireAnswer, Acquisition, Grant, LeaseTerms, LockGuard, LockOptions, LockStrategy, Locker,
+    Owner, PgLeaseLock, ProcessId, Redlock,
 };
 use payguard_test_support::TestDb;
 use sqlx::pool::PoolConnection;
@@ -502,11 +502,10 @@ struct RedlockStrategy {
 }
 
 fn redlock_terms() -> LeaseTerms {
-    LeaseTerms {
-        ttl: TTL,
-        at_least: Duration::ZERO,
-        at_most: None,
-    }
+    LockOptions::builder(TTL)
+        .build()
+        .expect("the bench's lease is valid")
+        .terms()
 }
 
 impl Strategy for RedlockStrategy {
@@ -525,7 +524,7 @@ impl Strategy for RedlockStrategy {
                     .try_acquire(key, &owner, &redlock_terms())
                     .await?
                 {
-                    Attempt::Acquired(grant) => Some(Held {
+                    AcquireAnswer::Acquired(grant) => Some(Held {
                         key: key.to_owned(),
                         grant: Some(grant),
                         ..Held::default()

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use payguard_core::SqlTimeouts;
 use payguard_idempotency::{IdempotencyClaim, IdempotencyLayer, PgIdempotencyStore};
-use payguard_lock::{Attempt, LockOptions, LockStrategy, Owner, PgLeaseLock, ProcessId};
+use payguard_lock::{AcquireAnswer, LockOptions, LockStrategy, Owner, PgLeaseLock, ProcessId};
 use payguard_test_support::TcpProxy;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -365,7 +365,8 @@ async fn fail_over(pair: &Pair) -> Acknowledged {
                 .terms();
             while !stop.load(Ordering::SeqCst) {
                 let owner = Owner::new(ProcessId::current());
-                let Ok(Attempt::Acquired(grant)) = lease.try_acquire("job", &owner, &terms).await
+                let Ok(AcquireAnswer::Acquired(grant)) =
+                    lease.try_acquire("job", &owner, &terms).await
                 else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
@@ -438,7 +439,7 @@ async fn fail_over(pair: &Pair) -> Acknowledged {
                 .try_acquire("probe", &Owner::new(ProcessId::current()), &terms)
                 .await
             {
-                Ok(Attempt::Acquired(grant)) => Some(grant.token.as_i64()),
+                Ok(AcquireAnswer::Acquired(grant)) => Some(grant.token.as_i64()),
                 _ => None,
             }
         }

@@ -5,9 +5,8 @@ use crate::events::{self, ChangeReason, Snapshot, StateChange, WindowStats};
 use crate::state::{GENERATION_MASK, State, Word};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::window::{Counts, Window};
-use payguard_core::{Clock, Outcome};
+use payguard_core::{Clock, Outcome, RandomSource};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,11 +83,12 @@ pub(crate) struct Inner {
     /// generation << 32 | probe successes in that generation.
     probe_successes: AtomicU64,
     trips: AtomicU32,
-    random: AtomicU64,
+    random: Arc<dyn RandomSource>,
     rejections: AtomicU64,
     shadow_rejections: AtomicU64,
     throttled: AtomicU64,
     lost_probes: AtomicU64,
+    metrics: events::Metrics,
 }
 
 /// How an outcome counts.
@@ -121,13 +121,12 @@ impl Inner {
             probes: (0..config.probes).map(|_| AtomicU64::new(0)).collect(),
             probe_successes: AtomicU64::new(0),
             trips: AtomicU32::new(0),
-            // RandomState is keyed randomly per process: a seed without a
-            // dependency, so breakers in a fleet do not jitter in step.
-            random: AtomicU64::new(RandomState::new().hash_one(&*config.name)),
+            random: Arc::clone(&config.random),
             rejections: AtomicU64::new(0),
             shadow_rejections: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             lost_probes: AtomicU64::new(0),
+            metrics: events::Metrics::register(&config.name),
         }
     }
 
@@ -288,6 +287,7 @@ impl Inner {
             return Ok(Token::UNTRACKED);
         }
         self.rejections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejected();
         Err(Rejected { state, retry_after })
     }
 
@@ -446,22 +446,10 @@ impl Inner {
         let exponent = i32::try_from(trips.saturating_sub(1)).unwrap_or(i32::MAX);
         let grown = self.open_for.as_secs_f64() * growth.factor.powi(exponent);
         let capped = grown.min(growth.max.as_secs_f64());
-        let jittered = capped * (1.0 - growth.jitter * self.unit_random());
+        let jittered = capped * (1.0 - growth.jitter * self.random.next_f64());
         Duration::try_from_secs_f64(jittered)
             .unwrap_or(growth.max)
             .max(Duration::from_millis(1))
-    }
-
-    /// Uniform in [0, 1), from a SplitMix64 step.
-    fn unit_random(&self) -> f64 {
-        let mut z = self
-            .random
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn changed(
@@ -486,7 +474,7 @@ impl Inner {
             window: stats(counts),
             open_for: opened.map(|(_, open_for)| open_for),
         };
-        events::trace(&change);
+        events::report(&change);
         if let Some(hook) = &self.on_state_change {
             hook(&change);
         }

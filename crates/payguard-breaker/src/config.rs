@@ -2,7 +2,7 @@
 
 use crate::breaker::{CircuitBreaker, Inner};
 use crate::events::StateChange;
-use payguard_core::{Clock, ConfigError, SystemClock};
+use payguard_core::{Clock, ConfigError, RandomSource, SplitMix64, SystemClock};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -129,6 +129,7 @@ pub(crate) type StateChangeHook = Arc<dyn Fn(&StateChange) + Send + Sync>;
 /// | probe timeout | 30 s |
 /// | shadow mode | off |
 /// | clock | [`SystemClock`] |
+/// | randomness | [`SplitMix64`] seeded from entropy |
 #[derive(Clone)]
 pub struct BreakerBuilder {
     pub(crate) name: Cow<'static, str>,
@@ -146,6 +147,7 @@ pub struct BreakerBuilder {
     pub(crate) shadow: bool,
     pub(crate) on_state_change: Option<StateChangeHook>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) random: Arc<dyn RandomSource>,
 }
 
 /// How the open period grows with consecutive trips.
@@ -176,6 +178,7 @@ impl Default for BreakerBuilder {
             shadow: false,
             on_state_change: None,
             clock: Arc::new(SystemClock),
+            random: Arc::new(SplitMix64::from_entropy()),
         }
     }
 }
@@ -303,6 +306,18 @@ impl BreakerBuilder {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Where open-period jitter comes from (default: a [`SplitMix64`]
+    /// seeded from entropy, so a fleet does not jitter in step).
+    pub fn random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// Seeds the jitter, to replay a run.
+    pub fn seed(self, seed: u64) -> Self {
+        self.random(Arc::new(SplitMix64::new(seed)))
     }
 
     /// Checks the settings and builds the breaker.

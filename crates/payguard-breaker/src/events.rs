@@ -1,4 +1,15 @@
-//! State-change events and window statistics.
+//! State-change events, window statistics and telemetry: `tracing`
+//! events and `metrics`, each compiled to nothing without its feature.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `payguard_breaker_state` | gauge | `breaker`; [`State::as_gauge`]: 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed, 5 disabled |
+//! | `payguard_breaker_transitions_total` | counter | `breaker`, `from`, `to` ([`State::as_str`]) |
+//! | `payguard_breaker_rejected_calls_total` | counter | `breaker` |
+//!
+//! The state gauge and the rejection counter are registered when the
+//! breaker is built (install the recorder first); a rejection increments an
+//! existing handle.
 
 use crate::state::State;
 use std::time::Duration;
@@ -128,8 +139,61 @@ pub struct Snapshot {
     pub lost_probes: u64,
 }
 
+/// A breaker's metric handles (empty without the `metrics` feature).
+#[derive(Default)]
+pub(crate) struct Metrics {
+    #[cfg(feature = "metrics")]
+    rejected: Option<metrics::Counter>,
+}
+
+impl Metrics {
+    #[allow(unused_variables)]
+    pub(crate) fn register(name: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            metrics::gauge!("payguard_breaker_state", "breaker" => name.to_owned())
+                .set(f64::from(State::Closed.as_gauge()));
+            Self {
+                rejected: Some(metrics::counter!(
+                    "payguard_breaker_rejected_calls_total",
+                    "breaker" => name.to_owned()
+                )),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        Self::default()
+    }
+
+    pub(crate) fn rejected(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(counter) = &self.rejected {
+            counter.increment(1);
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Reports a state change to `tracing` and `metrics`.
 #[allow(unused_variables)]
-pub(crate) fn trace(change: &StateChange) {
+pub(crate) fn report(change: &StateChange) {
+    #[cfg(feature = "metrics")]
+    {
+        let breaker = change.name.to_string();
+        metrics::gauge!("payguard_breaker_state", "breaker" => breaker.clone())
+            .set(f64::from(change.to.as_gauge()));
+        metrics::counter!(
+            "payguard_breaker_transitions_total",
+            "breaker" => breaker,
+            "from" => change.from.as_str(),
+            "to" => change.to.as_str()
+        )
+        .increment(1);
+    }
     #[cfg(feature = "tracing")]
     match change.to {
         State::Open | State::ForcedOpen => tracing::warn!(

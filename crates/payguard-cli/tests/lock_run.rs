@@ -2,6 +2,7 @@
 //! real PostgreSQL (`DATABASE_URL`, default the local server). Commands
 //! talk to the database with `psql`, as a cron script would.
 
+#![allow(clippy::disallowed_methods)] // measures elapsed time on tokio's clock directly
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -3,7 +3,9 @@
 
 mod clock;
 mod config;
+mod key;
 mod outcome;
+mod random;
 mod retry_after;
 mod sql;
 
@@ -13,6 +15,8 @@ pub use clock::ManualClock;
 pub use clock::TokioClock;
 pub use clock::{Clock, SystemClock};
 pub use config::ConfigError;
+pub use key::{FencingToken, IdempotencyKey, InvalidIdempotencyKey};
 pub use outcome::{Classify, FromError, HttpClassifier, Outcome, from_error};
+pub use random::{RandomSource, SplitMix64, entropy};
 pub use retry_after::RetryAfter;
 pub use sql::SqlTimeouts;

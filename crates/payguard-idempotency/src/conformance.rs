@@ -25,8 +25,6 @@ use crate::store::{
     BoxFuture, Claim, ClaimRequest, IdempotencyStore, Lease, StoreError, StoredResponse,
 };
 use payguard_core::ManualClock;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How the suite moves the store's clock past leases and retention.
@@ -61,8 +59,7 @@ const LEASE: Duration = Duration::from_millis(400);
 const RETENTION: Duration = Duration::from_millis(1500);
 
 fn unique_key(name: &str) -> ScopeKey {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let salt = RandomState::new().hash_one(NEXT.fetch_add(1, Ordering::Relaxed));
+    let salt = payguard_core::entropy();
     ScopeKey::new(&format!("conformance {name} {salt}"), "key")
 }
 
@@ -206,7 +203,7 @@ pub async fn stale_tokens_change_nothing(store: &dyn IdempotencyStore) {
     let key = unique_key("stale");
     let lease = claimed(store, request(key, b"a"), "claim").await;
     let forged = Lease {
-        token: lease.token.wrapping_add(1_000_000),
+        token: payguard_core::FencingToken::new(lease.token.get().wrapping_add(1_000_000)),
         ..lease
     };
     lease_lost(

@@ -141,88 +141,9 @@ impl KeyError {
     }
 }
 
-/// The longest key accepted.
-pub const MAX_KEY_LEN: usize = 255;
-
-/// Parses an `Idempotency-Key` value: an RFC 8941 string (`"abc"`, with
-/// `\"` and `\\` escapes) or, as most providers send it, a bare token
-/// (`abc`). Both spellings of a key are the same key.
-///
-/// ```
-/// use payguard_idempotency::parse_key;
-///
-/// assert_eq!(parse_key(br#""8e03978e-40d5""#).as_deref(), Ok("8e03978e-40d5"));
-/// assert_eq!(parse_key(b"8e03978e-40d5").as_deref(), Ok("8e03978e-40d5"));
-/// assert!(parse_key(b"").is_err());
-/// ```
-///
-/// # Errors
-///
-/// [`KeyError::Invalid`] for anything else.
-pub fn parse_key(value: &[u8]) -> Result<String, KeyError> {
-    let value = value.trim_ascii();
-    let key = match value
-        .strip_prefix(b"\"")
-        .and_then(|rest| rest.strip_suffix(b"\""))
-    {
-        Some(inner) => {
-            let mut key = Vec::with_capacity(inner.len());
-            let mut bytes = inner.iter();
-            while let Some(&byte) = bytes.next() {
-                match byte {
-                    b'\\' => match bytes.next() {
-                        Some(&escaped @ (b'"' | b'\\')) => key.push(escaped),
-                        _ => return Err(KeyError::Invalid),
-                    },
-                    b'"' => return Err(KeyError::Invalid),
-                    0x20..=0x7E => key.push(byte),
-                    _ => return Err(KeyError::Invalid),
-                }
-            }
-            key
-        }
-        None if value
-            .iter()
-            .all(|&byte| byte.is_ascii_graphic() && byte != b'"') =>
-        {
-            value.to_vec()
-        }
-        None => return Err(KeyError::Invalid),
-    };
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(KeyError::Invalid);
-    }
-    String::from_utf8(key).map_err(|_| KeyError::Invalid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys() {
-        assert_eq!(parse_key(br#""a\"b""#).as_deref(), Ok(r#"a"b"#));
-        assert_eq!(parse_key(b" abc ").as_deref(), Ok("abc"));
-        assert_ne!(parse_key(b"abc"), parse_key(b"ABC"));
-        for bad in [
-            &b""[..],
-            b"\"\"",
-            b"a b",
-            b"\"open",
-            b"a\"b",
-            b"\"a\\x\"",
-            b"caf\xc3\xa9",
-        ] {
-            assert_eq!(
-                parse_key(bad),
-                Err(KeyError::Invalid),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        assert!(parse_key(&[b'a'; 255]).is_ok());
-        assert_eq!(parse_key(&[b'a'; 256]), Err(KeyError::Invalid));
-    }
 
     #[test]
     fn fingerprints_separate_parts() {

@@ -11,17 +11,19 @@ mod middleware;
 mod postgres;
 mod reaper;
 mod store;
+#[cfg_attr(not(feature = "axum"), allow(dead_code))] // the layer reports most events
+mod telemetry;
 
-pub use key::{Fingerprint, KeyError, MAX_KEY_LEN, ScopeKey, parse_key};
+pub use key::{Fingerprint, KeyError, ScopeKey};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "axum")]
 pub use middleware::{
     BODY_OMITTED, IDEMPOTENT_REPLAYED, IdempotencyClaim, IdempotencyLayer, IdempotencyLayerBuilder,
     Idempotent, Tenant,
 };
-pub use payguard_core::ConfigError;
+pub use payguard_core::{ConfigError, FencingToken, IdempotencyKey};
 #[cfg(feature = "postgres")]
-pub use postgres::{MIGRATOR, PgIdempotencyStore, PgIdempotencyStoreBuilder};
+pub use postgres::{PgIdempotencyStore, PgIdempotencyStoreBuilder};
 pub use reaper::{Reaper, ReaperBuilder, ReaperHandle};
 pub use store::{
     BoxFuture, Claim, ClaimRequest, Disposition, IdempotencyStore, Lease, OutcomePolicy,

@@ -4,7 +4,7 @@ use crate::key::{Fingerprint, ScopeKey};
 use crate::store::{
     BoxFuture, Claim, ClaimRequest, IdempotencyStore, Lease, StoreError, StoredResponse,
 };
-use payguard_core::{Clock, ConfigError, SystemClock};
+use payguard_core::{Clock, ConfigError, FencingToken, SystemClock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,14 +23,11 @@ const SHARDS: usize = 16;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryStore::new();
-/// let request = ClaimRequest {
-///     key: ScopeKey::new("POST /v1/bookings", "key-1"),
-///     fingerprint: Fingerprint::of(&[b"{}"]),
-///     lease: Duration::from_secs(30),
-///     retention: Duration::from_secs(86_400),
-/// };
+/// let request = ClaimRequest::new(ScopeKey::new("POST /v1/bookings", "key-1"), Fingerprint::of(&[b"{}"]))
+///     .lease(Duration::from_secs(30))
+///     .retention(Duration::from_secs(86_400));
 /// let Claim::Claimed(lease) = store.claim(request).await? else { panic!("first claim") };
-/// store.complete(&lease, &StoredResponse { status: 201, headers: vec![], body: b"{}".to_vec() }).await?;
+/// store.complete(&lease, &StoredResponse::new(201, b"{}".to_vec())).await?;
 /// assert!(matches!(store.claim(request).await?, Claim::Replay(r) if r.status == 201));
 /// # Ok(())
 /// # }
@@ -167,7 +164,7 @@ impl MemoryStore {
                         record.state = State::InProgress { token, lease_until };
                         Claim::Claimed(Lease {
                             key: request.key,
-                            token,
+                            token: FencingToken::new(token),
                             attempt: record.attempt,
                             granted: request.lease,
                         })
@@ -179,7 +176,7 @@ impl MemoryStore {
                 shard.insert(request.key, fresh(token));
                 Claim::Claimed(Lease {
                     key: request.key,
-                    token,
+                    token: FencingToken::new(token),
                     attempt: 1,
                     granted: request.lease,
                 })
@@ -196,7 +193,7 @@ impl MemoryStore {
         let mut shard = self.shard(&lease.key);
         let mut remove = false;
         match shard.get_mut(&lease.key) {
-            Some(record) if matches!(record.state, State::InProgress { token, .. } if token == lease.token) =>
+            Some(record) if matches!(record.state, State::InProgress { token, .. } if token == lease.token.get()) =>
             {
                 change(record, &mut remove);
             }
@@ -220,7 +217,7 @@ impl IdempotencyStore for MemoryStore {
         lease: &'a Lease,
         response: &'a StoredResponse,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = if response.body.len() > self.max_response_bytes {
+        let result = if response.body.len() > self.max_response_bytes || !response.headers_fit() {
             Err(StoreError::ResponseTooLarge {
                 size: response.body.len(),
                 limit: self.max_response_bytes,

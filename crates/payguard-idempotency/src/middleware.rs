@@ -1,11 +1,12 @@
 //! [`IdempotencyLayer`]: the `Idempotency-Key` header (IETF draft), as
 //! middleware for axum (a `tower::Layer` over axum's body type).
 
-use crate::key::{Fingerprint, KeyError, ScopeKey, parse_key};
+use crate::key::{Fingerprint, KeyError, ScopeKey};
 use crate::store::{
     Claim, ClaimRequest, Disposition, IdempotencyStore, Lease, OutcomePolicy, StoreError,
     StoredResponse,
 };
+use crate::telemetry;
 use axum::body::{Body, Bytes};
 use axum::extract::MatchedPath;
 use axum::http::{
@@ -13,7 +14,8 @@ use axum::http::{
 };
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
-use payguard_core::ConfigError;
+use payguard_core::IdempotencyKey;
+use payguard_core::{Clock, ConfigError, TokioClock};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -38,7 +40,19 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// request's extensions (an auth layer usually does), or name a header with
 /// [`IdempotencyLayerBuilder::tenant_header`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant(pub String);
+pub struct Tenant(String);
+
+impl Tenant {
+    /// The tenant named `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// Its id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Makes a route's effects happen once per `Idempotency-Key`.
 ///
@@ -86,6 +100,7 @@ pub struct IdempotencyLayer {
 
 struct Config {
     store: Arc<dyn IdempotencyStore>,
+    clock: Arc<dyn Clock>,
     required: bool,
     lease: Duration,
     retention: Duration,
@@ -125,6 +140,7 @@ impl IdempotencyLayer {
         Self {
             config: Arc::new(Config {
                 store,
+                clock: Arc::new(TokioClock::new()),
                 required: false,
                 lease: Duration::from_secs(30),
                 retention: Duration::from_secs(24 * 3600),
@@ -219,6 +235,12 @@ impl IdempotencyLayerBuilder {
         self
     }
 
+    /// Measures leases and waits by `clock` (default: tokio's clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
     /// Scopes keys by the value of this request header (when no [`Tenant`]
     /// extension is present).
     pub fn tenant_header(mut self, name: HeaderName) -> Self {
@@ -256,10 +278,17 @@ impl IdempotencyLayerBuilder {
     }
 }
 
+impl Config {
+    fn now(&self) -> Instant {
+        Instant::from_std(self.clock.now())
+    }
+}
+
 impl Clone for Config {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
+            clock: Arc::clone(&self.clock),
             replayed_headers: self.replayed_headers.clone(),
             tenant_header: self.tenant_header.clone(),
             ..*self
@@ -328,8 +357,12 @@ where
     }
     let key = match key_of(request.headers()) {
         Ok(key) => key,
-        Err(KeyError::Missing) if !config.required => return call(&mut inner, request).await,
+        Err(KeyError::Missing) if !config.required => {
+            telemetry::request("passed_through");
+            return call(&mut inner, request).await;
+        }
         Err(KeyError::Missing) => {
+            telemetry::request("invalid_key");
             return problem(
                 StatusCode::BAD_REQUEST,
                 KeyError::Missing.code(),
@@ -338,6 +371,7 @@ where
             );
         }
         Err(error) => {
+            telemetry::request("invalid_key");
             return problem(
                 StatusCode::BAD_REQUEST,
                 error.code(),
@@ -350,6 +384,7 @@ where
     let body = match Limited::new(body, config.max_request_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
+            telemetry::request("request_too_large");
             return problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
@@ -365,7 +400,7 @@ where
     let tenant = parts
         .extensions
         .get::<Tenant>()
-        .map(|tenant| tenant.0.clone())
+        .map(|tenant| tenant.as_str().to_owned())
         .or_else(|| {
             config
                 .tenant_header
@@ -385,15 +420,19 @@ where
         &body,
     ]);
     let claim_request = ClaimRequest {
-        key: ScopeKey::new(&scope, &key),
+        key: ScopeKey::new(&scope, key.as_str()),
         fingerprint,
         lease: config.lease,
         retention: config.retention,
     };
     let (lease, sent) = match claim(&config, claim_request).await {
         Ok((Claim::Claimed(lease), sent)) => (lease, sent),
-        Ok((Claim::Replay(stored), _)) => return replay(stored),
+        Ok((Claim::Replay(stored), _)) => {
+            telemetry::request("replayed");
+            return replay(stored);
+        }
         Ok((Claim::InFlight { retry_after }, _)) => {
+            telemetry::request("key_in_use");
             return problem(
                 StatusCode::CONFLICT,
                 "idempotency_key_in_use",
@@ -402,6 +441,7 @@ where
             );
         }
         Ok((Claim::Mismatch, _)) => {
+            telemetry::request("key_mismatch");
             return problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_mismatch",
@@ -410,7 +450,8 @@ where
             );
         }
         Err(error) => {
-            tracing::error!(error = %error, "idempotency store unavailable; refusing the request");
+            telemetry::request("store_unavailable");
+            telemetry::store_unavailable(&error);
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "idempotency_unavailable",
@@ -427,8 +468,12 @@ where
     let mut request = Request::from_parts(parts, Body::from(body));
     request.extensions_mut().insert(claim);
     match watch.run(&config, call(&mut inner, request)).await {
-        Ran::Finished(Some(response)) => finish(&config, &watch, response).await,
+        Ran::Finished(Some(response)) => {
+            telemetry::request("executed");
+            finish(&config, &watch, response).await
+        }
         Ran::Finished(None) => {
+            telemetry::request("handler_panicked");
             // The handler panicked: free the key and answer 500.
             release(&config, &lease).await;
             problem(
@@ -439,11 +484,8 @@ where
             )
         }
         Ran::Lost(reason) => {
-            tracing::warn!(
-                attempt = lease.attempt,
-                reason,
-                "idempotency lease lost; the handler was stopped"
-            );
+            telemetry::request("lease_lost");
+            telemetry::handler_stopped(lease.attempt, reason);
             release(&config, &lease).await;
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -471,7 +513,7 @@ where
 /// Claims, waiting for an in-flight first request if configured; with the
 /// instant the successful claim was sent, which its lease counts from.
 async fn claim(config: &Config, request: ClaimRequest) -> Result<(Claim, Instant), StoreError> {
-    let mut sent = Instant::now();
+    let mut sent = config.now();
     let claim = config.store.claim(request).await?;
     let (Claim::InFlight { .. }, Some(bound)) = (&claim, config.wait_for_in_flight) else {
         return Ok((claim, sent));
@@ -479,9 +521,9 @@ async fn claim(config: &Config, request: ClaimRequest) -> Result<(Claim, Instant
     let deadline = sent + bound;
     loop {
         tokio::time::sleep(Duration::from_millis(25)).await;
-        sent = Instant::now();
+        sent = config.now();
         let claim = config.store.claim(request).await?;
-        if !matches!(claim, Claim::InFlight { .. }) || Instant::now() >= deadline {
+        if !matches!(claim, Claim::InFlight { .. }) || config.now() >= deadline {
             return Ok((claim, sent));
         }
     }
@@ -657,14 +699,14 @@ impl LeaseWatch {
     /// Renews until the lease is lost; answers why.
     async fn keep(&self, config: &Config) -> &'static str {
         let every = (config.lease / 3).max(Duration::from_millis(10));
-        let mut next = Instant::now() + every;
+        let mut next = config.now() + every;
         let reason = loop {
             let trusted_until = self.shared.trusted_until();
             tokio::time::sleep_until(next.min(trusted_until)).await;
-            if Instant::now() >= trusted_until {
+            if config.now() >= trusted_until {
                 break "the lease could not be renewed before it ran out";
             }
-            let sent = Instant::now();
+            let sent = config.now();
             let renewal = config.store.extend(&self.lease, config.lease);
             match tokio::time::timeout_at(trusted_until, renewal).await {
                 Ok(Ok(granted)) => {
@@ -673,8 +715,8 @@ impl LeaseWatch {
                 }
                 Ok(Err(StoreError::LeaseLost)) => break "the claim was taken over",
                 Ok(Err(error)) => {
-                    tracing::warn!(error = %error, attempt = self.lease.attempt, "could not renew an idempotency lease; retrying until it runs out");
-                    next = Instant::now() + every / 4;
+                    telemetry::renewal_failed(&error, self.lease.attempt);
+                    next = config.now() + every / 4;
                 }
                 Err(_) => break "the lease could not be renewed before it ran out",
             }
@@ -765,19 +807,16 @@ async fn finish(config: &Config, watch: &LeaseWatch, response: Response<Body>) -
                 break;
             }
             Err(StoreError::LeaseLost) => {
-                tracing::warn!(
-                    attempt = lease.attempt,
-                    "idempotency lease lost before completion; the response was not stored"
-                );
+                telemetry::lost_before_completion(lease.attempt);
                 break;
             }
-            Err(error) if Instant::now() + pause < watch.shared.trusted_until() => {
-                tracing::warn!(error = %error, "could not store an idempotent response yet; retrying while the lease holds");
+            Err(error) if config.now() + pause < watch.shared.trusted_until() => {
+                telemetry::completion_retried(&error);
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
             Err(error) => {
-                tracing::error!(error = %error, "could not store an idempotent response; the key stays claimed until its lease ends");
+                telemetry::completion_failed(&error);
                 break;
             }
         }
@@ -787,11 +826,11 @@ async fn finish(config: &Config, watch: &LeaseWatch, response: Response<Body>) -
 
 async fn release(config: &Config, lease: &Lease) {
     if let Err(error) = config.store.release(lease).await {
-        tracing::warn!(error = %error, "could not release an idempotency claim; it frees when its lease ends");
+        telemetry::release_failed(&error);
     }
 }
 
-fn key_of(headers: &HeaderMap) -> Result<String, KeyError> {
+fn key_of(headers: &HeaderMap) -> Result<IdempotencyKey, KeyError> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
         return Err(KeyError::Missing);
@@ -799,7 +838,7 @@ fn key_of(headers: &HeaderMap) -> Result<String, KeyError> {
     if values.next().is_some() {
         return Err(KeyError::Repeated);
     }
-    parse_key(value.as_bytes())
+    IdempotencyKey::from_header(value.as_bytes()).map_err(|_| KeyError::Invalid)
 }
 
 fn replay(stored: StoredResponse) -> Response<Body> {

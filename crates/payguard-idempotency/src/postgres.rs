@@ -5,14 +5,14 @@ use crate::key::Fingerprint;
 use crate::store::{
     BoxFuture, Claim, ClaimRequest, IdempotencyStore, Lease, StoreError, StoredResponse,
 };
-use payguard_core::{ConfigError, SqlTimeouts};
+use payguard_core::{ConfigError, FencingToken, SqlTimeouts};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use std::time::Duration;
 
 /// The schema migrations (`payguard_idempotency` table and owner-token
 /// sequence), embedded.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A store on PostgreSQL. Every instance of a service shares it; leases and
 /// retention are judged by the database's clock at the moment of each
@@ -58,75 +58,14 @@ pub struct PgIdempotencyStore {
 // over, skipping it if another transaction holds it (a claimer that will
 // win, or a handler's transaction fencing its claim). No row at all in the
 // answer means the row changed after the snapshot: the caller asks again.
-const CLAIM: &str = r#"
-WITH existing AS (
-    SELECT owner_token, attempt, state, fingerprint, fingerprint_version, lease_expires_at,
-           response_status, response_headers, response_body,
-           (expires_at <= clock_timestamp() AND (state = 1 OR lease_expires_at <= clock_timestamp()))
-           OR (state = 0 AND lease_expires_at <= clock_timestamp()
-               AND fingerprint = $2::bytea AND fingerprint_version = $3::smallint) AS claimable
-      FROM payguard_idempotency
-     WHERE scope_key = $1::bytea
-),
-free AS (
-    SELECT scope_key FROM payguard_idempotency
-     WHERE scope_key = $1::bytea
-       AND ((expires_at <= clock_timestamp() AND (state = 1 OR lease_expires_at <= clock_timestamp()))
-            OR (state = 0 AND lease_expires_at <= clock_timestamp()
-                AND fingerprint = $2::bytea AND fingerprint_version = $3::smallint))
-       FOR UPDATE SKIP LOCKED
-),
-taken AS (
-    UPDATE payguard_idempotency AS c SET
-        fingerprint = $2::bytea,
-        fingerprint_version = $3::smallint,
-        state = 0,
-        owner_token = nextval('payguard_idempotency_owner_token'),
-        attempt = CASE WHEN c.expires_at <= clock_timestamp() THEN 1 ELSE c.attempt + 1 END,
-        lease_expires_at = clock_timestamp() + make_interval(secs => $4::float8 / 1000),
-        expires_at = CASE WHEN c.expires_at <= clock_timestamp()
-                          THEN clock_timestamp() + make_interval(secs => $5::float8 / 1000)
-                          ELSE c.expires_at END,
-        created_at = CASE WHEN c.expires_at <= clock_timestamp() THEN clock_timestamp() ELSE c.created_at END,
-        completed_at = NULL, response_status = NULL, response_headers = NULL, response_body = NULL
-      FROM free
-     WHERE c.scope_key = free.scope_key
-    RETURNING c.owner_token, c.attempt, c.lease_expires_at
-),
-created AS (
-    INSERT INTO payguard_idempotency
-        (scope_key, fingerprint, fingerprint_version, state, owner_token, attempt,
-         lease_expires_at, expires_at, created_at)
-    SELECT $1::bytea, $2::bytea, $3::smallint, 0, nextval('payguard_idempotency_owner_token'), 1,
-           clock_timestamp() + make_interval(secs => $4::float8 / 1000),
-           clock_timestamp() + make_interval(secs => $5::float8 / 1000),
-           clock_timestamp()
-     WHERE NOT EXISTS (SELECT 1 FROM existing)
-    ON CONFLICT (scope_key) DO NOTHING
-    RETURNING owner_token, attempt, lease_expires_at
-),
-won AS (
-    SELECT * FROM taken
-    UNION ALL
-    SELECT * FROM created
-)
-SELECT true AS claimed, owner_token, attempt, NULL::smallint AS state, NULL::bytea AS fingerprint,
-       NULL::smallint AS fingerprint_version,
-       GREATEST(0, (EXTRACT(EPOCH FROM lease_expires_at - clock_timestamp()) * 1000)::bigint) AS lease_ms,
-       NULL::smallint AS response_status, NULL::bytea AS response_headers, NULL::bytea AS response_body
-  FROM won
-UNION ALL
-SELECT false, owner_token, attempt, state, fingerprint, fingerprint_version,
-       GREATEST(0, (EXTRACT(EPOCH FROM lease_expires_at - clock_timestamp()) * 1000)::bigint),
-       response_status, response_headers, response_body
-  FROM existing
- WHERE NOT claimable AND NOT EXISTS (SELECT 1 FROM won)
-"#;
+// `$1` scope key, `$2` fingerprint digest, `$3` fingerprint version, `$4`
+// lease ms, `$5` retention ms. (Files, so the pgbench script of
+// `benches/idempotency.rs` runs the very same statements.)
+const CLAIM: &str = include_str!("../sql/claim.sql");
 
-const COMPLETE: &str = "UPDATE payguard_idempotency
-    SET state = 1, completed_at = clock_timestamp(), response_status = $3, response_headers = $4, response_body = $5
-  WHERE scope_key = $1 AND owner_token = $2 AND state = 0
-RETURNING 1";
+// `$1` scope key, `$2` owner token, `$3` status, `$4` encoded headers, `$5`
+// body.
+const COMPLETE: &str = include_str!("../sql/complete.sql");
 
 const RELEASE: &str = "DELETE FROM payguard_idempotency
   WHERE scope_key = $1 AND owner_token = $2 AND state = 0
@@ -241,14 +180,6 @@ impl PgIdempotencyStoreBuilder {
 }
 
 impl PgIdempotencyStore {
-    /// The claim statement (`$1` scope key, `$2` fingerprint digest, `$3`
-    /// fingerprint version, `$4` lease ms, `$5` retention ms), for review
-    /// and for load tests with `pgbench`.
-    pub const CLAIM_SQL: &'static str = CLAIM;
-    /// The completion statement (`$1` scope key, `$2` owner token, `$3`
-    /// status, `$4` encoded headers, `$5` body).
-    pub const COMPLETE_SQL: &'static str = COMPLETE;
-
     /// A store on `pool`, keeping responses up to 256 KiB, under the
     /// default [`SqlTimeouts`], with prepared statements. Run
     /// [`migrate`](Self::migrate) once before use.
@@ -363,7 +294,7 @@ impl PgIdempotencyStore {
         let held = sqlx::query(FENCE)
             .persistent(self.prepared)
             .bind(&lease.key.as_bytes()[..])
-            .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
+            .bind(lease.token.as_i64())
             .fetch_optional(connection)
             .await;
         match held {
@@ -402,7 +333,7 @@ impl PgIdempotencyStore {
     }
 
     fn check_size(&self, response: &StoredResponse) -> Result<(), StoreError> {
-        if response.body.len() > self.max_response_bytes {
+        if response.body.len() > self.max_response_bytes || !response.headers_fit() {
             return Err(StoreError::ResponseTooLarge {
                 size: response.body.len(),
                 limit: self.max_response_bytes,
@@ -460,7 +391,7 @@ fn claim_query(request: &ClaimRequest) -> PgQuery<'static> {
 fn complete_query<'q>(lease: &'q Lease, response: &'q StoredResponse) -> PgQuery<'q> {
     sqlx::query(COMPLETE)
         .bind(&lease.key.as_bytes()[..])
-        .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
+        .bind(lease.token.as_i64())
         .bind(i16::try_from(response.status).unwrap_or(i16::MAX))
         .bind(response.encode_headers())
         .bind(&response.body[..])
@@ -480,7 +411,7 @@ fn decide(request: &ClaimRequest, row: &PgRow) -> Result<Claim, StoreError> {
     if claimed {
         return Ok(Claim::Claimed(Lease {
             key: request.key,
-            token: u64::try_from(token).unwrap_or(0),
+            token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
             attempt: u32::try_from(attempt).unwrap_or(0),
             granted: from_millis(lease_ms),
         }));
@@ -544,7 +475,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         Box::pin(async move {
             let statement = sqlx::query(RELEASE)
                 .bind(&lease.key.as_bytes()[..])
-                .bind(i64::try_from(lease.token).unwrap_or(i64::MAX));
+                .bind(lease.token.as_i64());
             owned(self.bounded(statement).await.map_err(unavailable)?)
         })
     }
@@ -557,7 +488,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         Box::pin(async move {
             let statement = sqlx::query(EXTEND)
                 .bind(&lease.key.as_bytes()[..])
-                .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
+                .bind(lease.token.as_i64())
                 .bind(millis(by));
             let row = self.bounded(statement).await.map_err(unavailable)?;
             let row = row.ok_or(StoreError::LeaseLost)?;

@@ -74,11 +74,15 @@ impl Reaper {
                 loop {
                     match store.reap(batch_size).await {
                         Ok(removed) if removed as usize >= batch_size => {
+                            crate::telemetry::reaped(removed);
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
-                        Ok(_) => break,
+                        Ok(removed) => {
+                            crate::telemetry::reaped(removed);
+                            break;
+                        }
                         Err(error) => {
-                            tracing::warn!(error = %error, "idempotency reaper could not reap");
+                            crate::telemetry::reap_failed(&error);
                             break;
                         }
                     }

@@ -1,6 +1,7 @@
 //! The store contract: claim, complete, release, extend, reap.
 
 use crate::key::{Fingerprint, ScopeKey};
+use payguard_core::FencingToken;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,7 +11,12 @@ use std::time::Duration;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a claim asks for.
+///
+/// # Default
+///
+/// A 30 s lease and 24 h retention, as [`IdempotencyLayer`](crate::IdempotencyLayer)'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClaimRequest {
     /// The record.
     pub key: ScopeKey,
@@ -22,15 +28,43 @@ pub struct ClaimRequest {
     pub retention: Duration,
 }
 
+impl ClaimRequest {
+    /// A claim on `key` for a request that said `fingerprint`, with the
+    /// default lease and retention.
+    pub const fn new(key: ScopeKey, fingerprint: Fingerprint) -> Self {
+        Self {
+            key,
+            fingerprint,
+            lease: Duration::from_secs(30),
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// How long the claim holds before another request may take it over.
+    #[must_use]
+    pub const fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long the record (and its stored response) is kept.
+    #[must_use]
+    pub const fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+}
+
 /// Proof of holding a claim. Its token only goes up: a takeover after the
 /// lease expired gets a higher one, and everything the old holder does with
 /// its token afterwards is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lease {
     /// The record.
     pub key: ScopeKey,
     /// The fencing token.
-    pub token: u64,
+    pub token: FencingToken,
     /// 1 for the first execution, 2 after one takeover, ...
     pub attempt: u32,
     /// How long the lease had left when the store granted it, by the
@@ -39,9 +73,24 @@ pub struct Lease {
     pub granted: Duration,
 }
 
+impl Lease {
+    /// A lease on `key` with fencing `token`, for the `attempt`-th
+    /// execution, with `granted` left when the store granted it: for
+    /// implementations of [`IdempotencyStore`].
+    pub const fn new(key: ScopeKey, token: FencingToken, attempt: u32, granted: Duration) -> Self {
+        Self {
+            key,
+            token,
+            attempt,
+            granted,
+        }
+    }
+}
+
 /// A stored response: status, allow-listed headers and body, replayed byte
 /// for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct StoredResponse {
     /// The HTTP status (or any code the application chooses).
     pub status: u16,
@@ -52,14 +101,47 @@ pub struct StoredResponse {
 }
 
 impl StoredResponse {
+    /// A response with `status` and `body` and no headers.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header to replay.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Whether every header can be encoded for storage (a name of at most
+    /// 65,535 bytes, a value of at most 4 GiB); stores refuse the response
+    /// as too large otherwise.
+    pub(crate) fn headers_fit(&self) -> bool {
+        self.headers.iter().all(|(name, value)| {
+            u16::try_from(name.len()).is_ok() && u32::try_from(value.len()).is_ok()
+        })
+    }
+
     /// Encodes the headers for storage: for each, name length (u16 BE),
-    /// name, value length (u32 BE), value.
-    pub fn encode_headers(&self) -> Vec<u8> {
+    /// name, value length (u32 BE), value. A header too long to encode
+    /// (see [`headers_fit`](Self::headers_fit), which stores check first)
+    /// is left out rather than written with a wrong length.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // the PostgreSQL store's format
+    pub(crate) fn encode_headers(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, value) in &self.headers {
-            out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            let (Ok(name_len), Ok(value_len)) =
+                (u16::try_from(name.len()), u32::try_from(value.len()))
+            else {
+                continue;
+            };
+            out.extend_from_slice(&name_len.to_be_bytes());
             out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            out.extend_from_slice(&value_len.to_be_bytes());
             out.extend_from_slice(value);
         }
         out
@@ -67,7 +149,8 @@ impl StoredResponse {
 
     /// Decodes what [`encode_headers`](Self::encode_headers) wrote; `None`
     /// for anything else.
-    pub fn decode_headers(mut bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn decode_headers(mut bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         let mut headers = Vec::new();
         while !bytes.is_empty() {
             let (len, rest) = bytes.split_first_chunk::<2>()?;
@@ -182,6 +265,7 @@ const _: fn(&dyn IdempotencyStore) = |_| {};
 
 /// What happens to a claim after its request ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Disposition {
     /// Store the response; later retries replay it.
     Store,
@@ -237,6 +321,19 @@ impl OutcomePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_name_too_long_to_encode_does_not_fit_and_is_never_written_truncated() {
+        let long = StoredResponse::new(200, "").header("x".repeat(70_000), "v");
+        assert!(!long.headers_fit());
+        assert!(long.encode_headers().is_empty());
+        let ok = StoredResponse::new(200, "").header("x".repeat(65_535), "v");
+        assert!(ok.headers_fit());
+        assert_eq!(
+            StoredResponse::decode_headers(&ok.encode_headers()),
+            Some(ok.headers.clone())
+        );
+    }
 
     #[test]
     fn headers_round_trip_and_garbage_is_refused() {

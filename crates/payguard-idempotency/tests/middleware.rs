@@ -256,7 +256,7 @@ async fn keys_are_scoped_by_method_route_and_tenant() {
             .is_none()
     );
     let mut tenant_b = request("POST", "/v1/bookings", Some("k"), "a");
-    tenant_b.extensions_mut().insert(Tenant("b".into()));
+    tenant_b.extensions_mut().insert(Tenant::new("b"));
     assert!(
         send(&router, tenant_b)
             .await

@@ -3,6 +3,7 @@
 //! that fails after the business write committed, a claim inside an old
 //! transaction, and duplicates inside someone else's open transaction.
 
+#![allow(clippy::disallowed_methods)] // measures elapsed time on tokio's clock directly
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -74,12 +75,12 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, bool, String
 }
 
 fn claim_request(key: &str, lease: Duration) -> ClaimRequest {
-    ClaimRequest {
-        key: ScopeKey::new("POST /v1/bookings", key),
-        fingerprint: Fingerprint::of(&[b"listing 7"]),
-        lease,
-        retention: Duration::from_secs(3600),
-    }
+    ClaimRequest::new(
+        ScopeKey::new("POST /v1/bookings", key),
+        Fingerprint::of(&[b"listing 7"]),
+    )
+    .lease(lease)
+    .retention(Duration::from_secs(3600))
 }
 
 /// Executions of a slow handler: how many started, how many ran at once at

@@ -190,14 +190,7 @@ async fn a_crashed_owner_is_taken_over_after_its_lease_and_then_fenced() {
     let takeover_body = to_bytes(takeover.into_body(), usize::MAX).await.unwrap();
     // The zombie wakes up and tries to finish: refused, nothing changes.
     let zombie = store
-        .complete(
-            &crashed,
-            &StoredResponse {
-                status: 201,
-                headers: vec![],
-                body: b"zombie".to_vec(),
-            },
-        )
+        .complete(&crashed, &StoredResponse::new(201, b"zombie".to_vec()))
         .await;
     assert!(matches!(zombie, Err(StoreError::LeaseLost)), "{zombie:?}");
     assert!(matches!(
@@ -220,28 +213,30 @@ async fn a_crashed_owner_is_taken_over_after_its_lease_and_then_fenced() {
 
 /// The claim the middleware makes for `booking_request(key)` (no tenant).
 fn claim_like_the_middleware(key: &str, lease: Duration) -> ClaimRequest {
-    ClaimRequest {
-        key: ScopeKey::new("\u{0}POST\u{0}/v1/bookings", key),
-        fingerprint: Fingerprint::of(&[
+    ClaimRequest::new(
+        ScopeKey::new("\u{0}POST\u{0}/v1/bookings", key),
+        Fingerprint::of(&[
             b"POST",
             b"/v1/bookings",
             b"",
             b"listing 7, 2026-12-01..2026-12-03",
         ]),
-        lease,
-        retention: Duration::from_secs(86_400),
-    }
+    )
+    .lease(lease)
+    .retention(Duration::from_secs(86_400))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapers_delete_expired_records_in_batches_and_spare_live_claims() {
     let db = TestDb::new().await;
     let store = store(&db).await;
-    let request = |i: usize, lease: Duration, retention: Duration| ClaimRequest {
-        key: ScopeKey::new("reap", &i.to_string()),
-        fingerprint: Fingerprint::of(&[b"x"]),
-        lease,
-        retention,
+    let request = |i: usize, lease: Duration, retention: Duration| {
+        ClaimRequest::new(
+            ScopeKey::new("reap", &i.to_string()),
+            Fingerprint::of(&[b"x"]),
+        )
+        .lease(lease)
+        .retention(retention)
     };
     for i in 0..500 {
         if let Claim::Claimed(lease) = store
@@ -254,14 +249,7 @@ async fn reapers_delete_expired_records_in_batches_and_spare_live_claims() {
             .unwrap()
         {
             store
-                .complete(
-                    &lease,
-                    &StoredResponse {
-                        status: 200,
-                        headers: vec![],
-                        body: vec![7; 100],
-                    },
-                )
+                .complete(&lease, &StoredResponse::new(200, vec![7; 100]))
                 .await
                 .unwrap();
         }
@@ -348,17 +336,10 @@ async fn transactional_mode_commits_the_response_with_the_business_write_or_neit
     let db = TestDb::new().await;
     create_bookings_table(db.pool()).await;
     let store = store(&db).await;
-    let request = ClaimRequest {
-        key: ScopeKey::new("tx", "k"),
-        fingerprint: Fingerprint::of(&[b"body"]),
-        lease: Duration::from_secs(30),
-        retention: Duration::from_secs(3600),
-    };
-    let response = StoredResponse {
-        status: 201,
-        headers: vec![],
-        body: b"booked".to_vec(),
-    };
+    let request = ClaimRequest::new(ScopeKey::new("tx", "k"), Fingerprint::of(&[b"body"]))
+        .lease(Duration::from_secs(30))
+        .retention(Duration::from_secs(3600));
+    let response = StoredResponse::new(201, b"booked".to_vec());
     // Rolled back (an error after the write): no record and no booking remain.
     let mut tx = db.pool().begin().await.unwrap();
     let Claim::Claimed(lease) = store.claim_in(&mut tx, request).await.unwrap() else {
@@ -403,12 +384,12 @@ async fn on_charge_success(
 ) -> Result<StatusCode, StoreError> {
     let unavailable = |e: sqlx::Error| StoreError::Unavailable(Box::new(e));
     let mut tx = store.pool().begin().await.map_err(unavailable)?;
-    let request = ClaimRequest {
-        key: ScopeKey::new("webhook:paystack", event_id),
-        fingerprint: Fingerprint::of(&[]),
-        lease: Duration::from_secs(30),
-        retention: Duration::from_secs(7 * 86_400),
-    };
+    let request = ClaimRequest::new(
+        ScopeKey::new("webhook:paystack", event_id),
+        Fingerprint::of(&[]),
+    )
+    .lease(Duration::from_secs(30))
+    .retention(Duration::from_secs(7 * 86_400));
     match store.claim_in(&mut tx, request).await? {
         Claim::Claimed(lease) => {
             sqlx::query("UPDATE payments SET paid_count = paid_count + 1 WHERE reference = $1")
@@ -417,14 +398,7 @@ async fn on_charge_success(
                 .await
                 .map_err(unavailable)?;
             store
-                .complete_in(
-                    &mut tx,
-                    &lease,
-                    &StoredResponse {
-                        status: 200,
-                        ..Default::default()
-                    },
-                )
+                .complete_in(&mut tx, &lease, &StoredResponse::new(200, Vec::new()))
                 .await?;
             tx.commit().await.map_err(unavailable)?;
             Ok(StatusCode::OK)

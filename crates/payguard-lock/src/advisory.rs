@@ -1,8 +1,11 @@
-//! [`PgAdvisoryLock`]: PostgreSQL session advisory locks, on a dedicated
+//! [`PgSessionLock`]: PostgreSQL session advisory locks, on a dedicated
 //! connection per held lock.
 
-use crate::owner::{FencingToken, Owner};
-use crate::strategy::{Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
+use crate::owner::Owner;
+use crate::strategy::{
+    AcquireAnswer, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy,
+};
+use payguard_core::FencingToken;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
@@ -35,7 +38,7 @@ use tokio::time::Instant;
 ///
 /// [`PgLeaseLock`]: crate::PgLeaseLock
 #[derive(Debug, Clone)]
-pub struct PgAdvisoryLock {
+pub struct PgSessionLock {
     options: PgConnectOptions,
     held: Arc<Mutex<HashMap<String, Held>>>,
     /// Set once the server was seen to keep sessions (no transaction pooling).
@@ -88,7 +91,7 @@ fn unavailable(error: sqlx::Error) -> LockError {
     LockError::unavailable(error)
 }
 
-impl PgAdvisoryLock {
+impl PgSessionLock {
     /// Advisory locks on the server `options` point at (each held lock
     /// opens its own connection with these options).
     pub fn new(options: PgConnectOptions) -> Self {
@@ -192,7 +195,7 @@ impl PgAdvisoryLock {
     }
 }
 
-impl LockStrategy for PgAdvisoryLock {
+impl LockStrategy for PgSessionLock {
     fn kind(&self) -> &'static str {
         "pg-advisory"
     }
@@ -202,7 +205,7 @@ impl LockStrategy for PgAdvisoryLock {
         name: &'a str,
         owner: &'a Owner,
         terms: &'a LeaseTerms,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+    ) -> BoxFuture<'a, Result<AcquireAnswer, LockError>> {
         Box::pin(async move {
             let options = self.options.clone().application_name(owner.as_str());
             let mut connection = PgConnection::connect_with(&options)
@@ -226,18 +229,18 @@ impl LockStrategy for PgAdvisoryLock {
             let Some(token) = token else {
                 let info = Self::holder(&mut connection, name, key).await;
                 let _ = connection.close().await;
-                return Ok(Attempt::Busy(info?));
+                return Ok(AcquireAnswer::Busy(info?));
             };
             let held = Held {
                 connection: Arc::new(tokio::sync::Mutex::new(connection)),
                 key,
-                acquired: Instant::now(),
+                acquired: crate::time::now(),
             };
             self.held
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(owner.as_str().to_owned(), held);
-            Ok(Attempt::Acquired(Grant {
+            Ok(AcquireAnswer::Acquired(Grant {
                 name: name.to_owned(),
                 owner: owner.clone(),
                 token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
@@ -285,7 +288,7 @@ impl LockStrategy for PgAdvisoryLock {
                 .forget(&grant.owner)
                 .ok_or_else(|| LockError::lost(&grant.name))?;
             let keep_for =
-                (held.acquired + terms.at_least).saturating_duration_since(Instant::now());
+                (held.acquired + terms.at_least).saturating_duration_since(crate::time::now());
             if !keep_for.is_zero() {
                 // Hold on from here until `at_least` has passed.
                 tokio::spawn(async move {

@@ -20,10 +20,8 @@
 #![allow(clippy::panic)]
 
 use crate::owner::{Owner, ProcessId};
-use crate::strategy::{Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockStrategy};
+use crate::strategy::{AcquireAnswer, BoxFuture, Grant, LeaseTerms, LockError, LockStrategy};
 use payguard_core::ManualClock;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How the suite lets leases run out.
@@ -66,8 +64,7 @@ fn terms() -> LeaseTerms {
 }
 
 fn unique_name(check: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let salt = RandomState::new().hash_one(NEXT.fetch_add(1, Ordering::Relaxed));
+    let salt = payguard_core::entropy();
     format!("conformance-{check}-{salt:x}")
 }
 
@@ -85,14 +82,14 @@ async fn acquired(
     context: &str,
 ) -> Grant {
     match strategy.try_acquire(name, owner, terms).await {
-        Ok(Attempt::Acquired(grant)) => grant,
+        Ok(AcquireAnswer::Acquired(grant)) => grant,
         other => panic!("{context}: expected Acquired, got {other:?}"),
     }
 }
 
 async fn busy(strategy: &dyn LockStrategy, name: &str, owner: &Owner, context: &str) {
     match strategy.try_acquire(name, owner, &terms()).await {
-        Ok(Attempt::Busy(_)) => {}
+        Ok(AcquireAnswer::Busy(_)) => {}
         other => panic!("{context}: expected Busy, got {other:?}"),
     }
 }
@@ -190,7 +187,7 @@ pub async fn one_winner_among_concurrent_attempts(strategy: &dyn LockStrategy) {
     let winners: Vec<&Grant> = attempts
         .iter()
         .filter_map(|attempt| match attempt {
-            Ok(Attempt::Acquired(grant)) => Some(grant),
+            Ok(AcquireAnswer::Acquired(grant)) => Some(grant),
             _ => None,
         })
         .collect();
@@ -221,8 +218,8 @@ pub async fn status_names_the_holder(strategy: &dyn LockStrategy) {
         Some(a.as_str()),
         "the holder is shown"
     );
-    if info.token != 0 {
-        assert_eq!(info.token, grant.token.get(), "the token is shown");
+    if let Some(token) = info.token {
+        assert_eq!(token, grant.token, "the token is shown");
     }
     strategy
         .release(&grant, &terms())

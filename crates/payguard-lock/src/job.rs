@@ -2,7 +2,9 @@
 //! lock.
 
 use crate::locker::{Acquisition, LockOptions, Locker, describe_holder};
-use crate::owner::{FencingToken, Owner};
+use crate::owner::Owner;
+use crate::telemetry;
+use payguard_core::FencingToken;
 use payguard_core::{Clock, ConfigError, SystemClock};
 use std::fmt::Display;
 use std::future::Future;
@@ -20,7 +22,9 @@ pub struct JobRun {
     /// Fires if the lock is lost while the job runs (the job's future is
     /// also dropped then); pass it to work that outlives an await.
     pub cancellation: CancellationToken,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // for `fence`
     name: String,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     owner: Owner,
 }
 
@@ -38,7 +42,7 @@ impl JobRun {
 /// 1-hour job runs at the top of each hour), on whichever instance takes
 /// its lock for the slot. Every instance runs the same `ScheduledJob`; the
 /// others skip the slot with a log line and the
-/// `payguard_job_skipped_total` metric.
+/// `payguard_lock_job_skipped_total` metric.
 ///
 /// ```no_run
 /// use payguard_lock::{Locker, PgLeaseLock, ScheduledJob};
@@ -163,15 +167,11 @@ impl ScheduledJob {
             let guard = match locker.try_lock(name, &self.options).await {
                 Ok(Acquisition::Acquired(guard)) => guard,
                 Ok(Acquisition::Busy(holder)) => {
-                    tracing::info!(job = name, holder = %describe_holder(&holder), "job skipped: another instance holds its lock");
-                    metrics::counter!("payguard_job_skipped_total", "job" => name.to_owned())
-                        .increment(1);
+                    telemetry::job_skipped(name, &describe_holder(&holder), true);
                     continue;
                 }
                 Err(error) => {
-                    tracing::warn!(job = name, error = %error, "job skipped: could not take its lock");
-                    metrics::counter!("payguard_job_skipped_total", "job" => name.to_owned())
-                        .increment(1);
+                    telemetry::job_skipped(name, &error, false);
                     continue;
                 }
             };
@@ -182,24 +182,14 @@ impl ScheduledJob {
                 name: name.to_owned(),
                 owner: guard.owner().clone(),
             };
-            let outcome = match guard.run(job(run)).await {
-                Ok(Ok(())) => "ok",
-                Ok(Err(error)) => {
-                    tracing::warn!(job = name, token = guard.token().get(), error = %error, "job failed");
-                    "failed"
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        job = name,
-                        token = guard.token().get(),
-                        "job stopped: its lock was lost"
-                    );
-                    "lost"
-                }
-            };
-            metrics::counter!("payguard_job_runs_total", "job" => name.to_owned(), "outcome" => outcome).increment(1);
+            let token = guard.token();
+            match guard.run(job(run)).await {
+                Ok(Ok(())) => telemetry::job_ran(name, token, "ok", None),
+                Ok(Err(error)) => telemetry::job_ran(name, token, "failed", Some(&error)),
+                Err(_) => telemetry::job_ran(name, token, "lost", None),
+            }
             if let Err(error) = guard.release().await {
-                tracing::debug!(job = name, error = %error, "releasing the job lock failed; its lease ends on its own");
+                telemetry::release_failed(name, &error);
             }
         }
     }

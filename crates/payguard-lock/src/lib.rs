@@ -14,21 +14,24 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod strategy;
+mod telemetry;
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+// the stores' clock
+mod time;
 
 #[cfg(feature = "postgres")]
-pub use advisory::{PgAdvisoryLock, advisory_key};
+pub use advisory::{PgSessionLock, advisory_key};
 pub use job::{JobRun, ScheduledJob, ScheduledJobBuilder};
 pub use locker::{
     Acquisition, LockGuard, LockOptions, LockOptionsBuilder, Locker, describe_holder,
 };
 pub use memory::MemoryLock;
-pub use owner::{FencingToken, Owner, ProcessId};
-pub use payguard_core::ConfigError;
+pub use owner::{Owner, ProcessId};
+pub use payguard_core::{ConfigError, FencingToken};
 #[cfg(feature = "postgres")]
-pub use postgres::{Fence, MIGRATOR, PgLeaseLock, intent_reference};
+pub use postgres::{Fence, PgLeaseLock, intent_reference};
 #[cfg(feature = "redis")]
 pub use redis::{RedisLock, Redlock, RedlockBuilder};
 pub use strategy::{
-    Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, ReleaseNotices,
+    AcquireAnswer, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, ReleaseNotices,
 };
-pub use tokio_util::sync::CancellationToken;

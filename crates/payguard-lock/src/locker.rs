@@ -1,9 +1,11 @@
 //! [`Locker`] and [`LockGuard`]: acquiring, holding with a heartbeat, and
 //! stopping the job when the lease is lost.
 
-use crate::owner::{FencingToken, Owner, ProcessId};
-use crate::strategy::{Attempt, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
-use payguard_core::ConfigError;
+use crate::owner::{Owner, ProcessId};
+use crate::strategy::{AcquireAnswer, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
+use crate::telemetry;
+use payguard_core::FencingToken;
+use payguard_core::{Clock, ConfigError, RandomSource, SplitMix64, TokioClock};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -173,7 +175,12 @@ impl LockOptions {
     /// lease ends (`expires_in`), capped by the poll interval, which
     /// defaults to 500 ms where no release would wake the waiter; at least
     /// 10 ms, plus up to 10 % so that waiters do not all ask at once.
-    fn nap(&self, expires_in: Option<Duration>, woken_on_release: bool) -> Duration {
+    fn nap(
+        &self,
+        expires_in: Option<Duration>,
+        woken_on_release: bool,
+        random: &dyn RandomSource,
+    ) -> Duration {
         const DEFAULT_POLL: Duration = Duration::from_millis(500);
         let cap = match (self.poll, woken_on_release) {
             (Some(poll), _) => poll,
@@ -184,7 +191,7 @@ impl LockOptions {
             .unwrap_or(DEFAULT_POLL)
             .min(cap)
             .max(Duration::from_millis(10));
-        nap.saturating_add(nap.mul_f64(rand::random_range(0.0..0.1)))
+        nap.saturating_add(nap.mul_f64(random.next_f64() * 0.1))
     }
 
     /// What the strategy is asked for.
@@ -219,6 +226,8 @@ impl LockOptions {
 pub struct Locker {
     strategy: Arc<dyn LockStrategy>,
     process: ProcessId,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
 }
 
 /// The answer to [`Locker::try_lock`].
@@ -233,11 +242,32 @@ pub enum Acquisition {
 
 impl Locker {
     /// A locker for this process over `strategy`.
+    ///
+    /// Time follows tokio's clock ([`TokioClock`]); jitter comes from a
+    /// [`SplitMix64`] seeded from entropy.
     pub fn new(strategy: Arc<dyn LockStrategy>) -> Self {
         Self {
             strategy,
             process: ProcessId::current(),
+            clock: Arc::new(TokioClock::new()),
+            random: Arc::new(SplitMix64::from_entropy()),
         }
+    }
+
+    /// Measures leases and waits by `clock`.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Draws jitter from `random` (a seeded source replays a run).
+    pub fn random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
+        self
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_std(self.clock.now())
     }
 
     /// Uses `process` as this locker's process id (tests of identity
@@ -264,27 +294,21 @@ impl Locker {
     ) -> Result<Acquisition, LockError> {
         let owner = Owner::new(self.process);
         let terms = options.terms();
-        let sent = Instant::now();
+        let sent = self.now();
         let kind = self.strategy.kind();
         match self.strategy.try_acquire(name, &owner, &terms).await? {
-            Attempt::Acquired(grant) => {
-                metrics::counter!("payguard_lock_acquired_total", "lock" => name.to_owned(), "strategy" => kind)
-                    .increment(1);
-                tracing::debug!(
-                    lock = name,
-                    token = grant.token.get(),
-                    strategy = kind,
-                    "lock acquired"
-                );
+            AcquireAnswer::Acquired(grant) => {
+                telemetry::acquired(name, grant.token, kind);
                 Ok(Acquisition::Acquired(LockGuard::start(
                     Arc::clone(&self.strategy),
+                    Arc::clone(&self.clock),
                     grant,
                     options,
                     sent,
                 )))
             }
-            Attempt::Busy(info) => {
-                metrics::counter!("payguard_lock_busy_total", "lock" => name.to_owned(), "strategy" => kind).increment(1);
+            AcquireAnswer::Busy(info) => {
+                telemetry::busy(name, kind);
                 Ok(Acquisition::Busy(info))
             }
         }
@@ -304,7 +328,7 @@ impl Locker {
         options: &LockOptions,
         timeout: Duration,
     ) -> Result<LockGuard, LockError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = self.now() + timeout;
         // Listening before the first attempt: a release between a busy
         // answer and the wait is not missed.
         let mut notices = self.strategy.release_notices();
@@ -313,7 +337,7 @@ impl Locker {
                 Acquisition::Acquired(guard) => return Ok(guard),
                 Acquisition::Busy(info) => info,
             };
-            let now = Instant::now();
+            let now = self.now();
             if now >= deadline {
                 let info = self.holder(name, info).await;
                 return Err(LockError::Timeout {
@@ -321,14 +345,14 @@ impl Locker {
                     holder: describe_holder(&info),
                 });
             }
-            let nap = options.nap(info.expires_in, notices.is_some());
+            let nap = options.nap(info.expires_in, notices.is_some(), &*self.random);
             let wake = (now + nap).min(deadline);
             match notices.as_mut() {
                 Some(notices) => tokio::select! {
                     () = notices.released(name) => {
                         // Spread the waiters a release wakes together.
-                        let spread = Duration::from_millis(rand::random_range(0..20));
-                        tokio::time::sleep_until((Instant::now() + spread).min(deadline)).await;
+                        let spread = Duration::from_millis(self.random.next_u64() % 20);
+                        tokio::time::sleep_until((self.now() + spread).min(deadline)).await;
                     }
                     () = tokio::time::sleep_until(wake) => {}
                 },
@@ -373,11 +397,10 @@ pub fn describe_holder(info: &LockInfo) -> String {
         (None, None) => {}
     }
     if let Some(left) = info.expires_in {
-        text.push_str(&format!(
-            ", token {}, expires in {:.1}s",
-            info.token,
-            left.as_secs_f64()
-        ));
+        if let Some(token) = info.token {
+            text.push_str(&format!(", token {token}"));
+        }
+        text.push_str(&format!(", expires in {:.1}s", left.as_secs_f64()));
     }
     text
 }
@@ -396,6 +419,7 @@ pub struct LockGuard {
 
 struct Shared {
     strategy: Arc<dyn LockStrategy>,
+    clock: Arc<dyn Clock>,
     grant: Grant,
     terms: LeaseTerms,
     margin: Duration,
@@ -417,6 +441,10 @@ impl fmt::Debug for LockGuard {
 }
 
 impl Shared {
+    fn now(&self) -> Instant {
+        Instant::from_std(self.clock.now())
+    }
+
     fn trusted_until(&self) -> Instant {
         *self
             .trusted_until
@@ -442,10 +470,12 @@ impl Shared {
         if self.lost.is_cancelled() {
             return;
         }
-        let name = &self.grant.name;
-        tracing::warn!(lock = %name, token = self.grant.token.get(), strategy = self.strategy.kind(), reason, "lock lost");
-        metrics::counter!("payguard_lock_lost_total", "lock" => name.clone(), "strategy" => self.strategy.kind())
-            .increment(1);
+        telemetry::lost(
+            &self.grant.name,
+            self.grant.token,
+            self.strategy.kind(),
+            reason,
+        );
         self.lost.cancel();
     }
 }
@@ -453,6 +483,7 @@ impl Shared {
 impl LockGuard {
     fn start(
         strategy: Arc<dyn LockStrategy>,
+        clock: Arc<dyn Clock>,
         grant: Grant,
         options: &LockOptions,
         sent: Instant,
@@ -460,6 +491,7 @@ impl LockGuard {
         let margin = options.margin();
         let shared = Arc::new(Shared {
             strategy,
+            clock,
             terms: options.terms(),
             margin,
             every: options.heartbeat_every(),
@@ -505,7 +537,7 @@ impl LockGuard {
     /// Whether the lease can still be trusted: not lost, and the local
     /// deadline not passed.
     pub fn is_held(&self) -> bool {
-        !self.shared.lost.is_cancelled() && Instant::now() < self.shared.trusted_until()
+        !self.shared.lost.is_cancelled() && self.shared.now() < self.shared.trusted_until()
     }
 
     /// Fires when the lease is lost. Hand it to the job so it stops.
@@ -563,7 +595,7 @@ impl Drop for LockGuard {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = shared.strategy.release(&shared.grant, &shared.terms).await {
-                    tracing::debug!(lock = %shared.grant.name, error = %error, "releasing a dropped lock guard failed; the lease ends on its own");
+                    telemetry::release_failed(&shared.grant.name, &error);
                 }
             });
         }
@@ -579,16 +611,16 @@ async fn heartbeat(shared: Arc<Shared>) {
         } else {
             shared.every
         };
-        let wake = (Instant::now() + every).min(deadline);
+        let wake = (shared.now() + every).min(deadline);
         tokio::select! {
             () = shared.stop.cancelled() => return,
             () = tokio::time::sleep_until(wake) => {}
         }
-        if Instant::now() >= deadline {
+        if shared.now() >= deadline {
             shared.mark_lost("the local deadline passed without a renewal");
             return;
         }
-        let sent = Instant::now();
+        let sent = shared.now();
         let renewal = tokio::time::timeout_at(
             deadline,
             shared.strategy.renew(&shared.grant, &shared.terms),
@@ -600,7 +632,7 @@ async fn heartbeat(shared: Arc<Shared>) {
         match result {
             Ok(Ok(remaining)) => {
                 retry_soon = false;
-                if shared.trust(sent, remaining) <= Instant::now() {
+                if shared.trust(sent, remaining) <= shared.now() {
                     shared.mark_lost("the lease reached at_most or its end");
                     return;
                 }
@@ -611,7 +643,7 @@ async fn heartbeat(shared: Arc<Shared>) {
             }
             Ok(Err(error)) => {
                 retry_soon = true;
-                tracing::warn!(lock = %shared.grant.name, error = %error, "lock renewal failed; retrying until the deadline");
+                telemetry::renewal_failed(&shared.grant.name, &error);
             }
             Err(_) => {
                 shared.mark_lost("the local deadline passed while renewing");

@@ -1,8 +1,11 @@
 //! [`MemoryLock`]: the contract in one process, for tests and single-node
 //! tools.
 
-use crate::owner::{FencingToken, Owner};
-use crate::strategy::{Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy};
+use crate::owner::Owner;
+use crate::strategy::{
+    AcquireAnswer, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy,
+};
+use payguard_core::FencingToken;
 use payguard_core::{Clock, SystemClock};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,7 +69,7 @@ impl MemoryLock {
                 .as_ref()
                 .filter(|_| entry.expires_at > now)
                 .map(ToString::to_string),
-            token: entry.token,
+            token: Some(FencingToken::new(entry.token)).filter(|token| token.get() > 0),
             expires_at: Some(expires_at),
             expires_in: Some(entry.expires_at.saturating_duration_since(now)),
             host: None,
@@ -97,11 +100,13 @@ impl LockStrategy for MemoryLock {
         name: &'a str,
         owner: &'a Owner,
         terms: &'a LeaseTerms,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+    ) -> BoxFuture<'a, Result<AcquireAnswer, LockError>> {
         let now = self.clock.now();
         let mut locks = self.locks();
         let attempt = match locks.get(name) {
-            Some(entry) if entry.expires_at > now => Attempt::Busy(self.info(name, entry, now)),
+            Some(entry) if entry.expires_at > now => {
+                AcquireAnswer::Busy(self.info(name, entry, now))
+            }
             held => {
                 let token = held.map_or(0, |entry| entry.token) + 1;
                 let lease = terms
@@ -117,7 +122,7 @@ impl LockStrategy for MemoryLock {
                         hold_until: terms.at_most.map(|at_most| now + at_most),
                     },
                 );
-                Attempt::Acquired(Grant {
+                AcquireAnswer::Acquired(Grant {
                     name: name.to_owned(),
                     owner: owner.clone(),
                     token: FencingToken::new(token),

@@ -1,4 +1,4 @@
-//! Who holds a lock, and the token that orders holders.
+//! Who holds a lock.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -13,7 +13,10 @@ impl ProcessId {
     /// The id of this process (random, drawn on first use).
     pub fn current() -> Self {
         static CURRENT: OnceLock<ProcessId> = OnceLock::new();
-        *CURRENT.get_or_init(|| Self(rand::random()))
+        *CURRENT.get_or_init(|| {
+            let (high, low) = (payguard_core::entropy(), payguard_core::entropy());
+            Self((u128::from(high) << 64 | u128::from(low)).to_be_bytes())
+        })
     }
 
     /// A given id, for tests that need two lockers to claim the same one.
@@ -43,7 +46,7 @@ pub struct Owner(String);
 impl Owner {
     /// A fresh owner for one acquisition by `process`.
     pub fn new(process: ProcessId) -> Self {
-        Self(format!("{process}:{:016x}", rand::random::<u64>()))
+        Self(format!("{process}:{:016x}", payguard_core::entropy()))
     }
 
     /// The owner as stored (`<process id>:<nonce>`).
@@ -61,36 +64,6 @@ impl fmt::Display for Owner {
 impl fmt::Debug for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Owner({})", self.0)
-    }
-}
-
-/// A fencing token: every acquisition of a lock name gets a larger one than
-/// all before it. A resource that remembers the largest token it has seen
-/// and refuses smaller ones cannot be written by a holder whose lease was
-/// taken over (Kleppmann's fencing).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct FencingToken(u64);
-
-impl FencingToken {
-    /// A token with this value.
-    pub const fn new(value: u64) -> Self {
-        Self(value)
-    }
-
-    /// The value.
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The value as a PostgreSQL `bigint`.
-    pub fn as_i64(self) -> i64 {
-        i64::try_from(self.0).unwrap_or(i64::MAX)
-    }
-}
-
-impl fmt::Display for FencingToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
     }
 }
 

@@ -2,11 +2,12 @@
 //! holder's token inside the caller's own transaction.
 
 use crate::locker::LockGuard;
-use crate::owner::{FencingToken, Owner};
+use crate::owner::Owner;
 use crate::strategy::{
-    Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, ReleaseNotices,
+    AcquireAnswer, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, ReleaseNotices,
     host_name, millis,
 };
+use payguard_core::FencingToken;
 use payguard_core::SqlTimeouts;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgListener, PgRow};
@@ -17,7 +18,7 @@ use tokio::sync::broadcast;
 
 /// The schema migrations (`payguard_locks`, `payguard_lock_slots`,
 /// `payguard_lock_intents`), embedded.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A lease in `payguard_locks`, one row per lock name, judged by the
 /// database clock (`clock_timestamp()`), so the clocks of your instances
@@ -178,7 +179,10 @@ fn info(name: String, row: &PgRow) -> Result<LockInfo, LockError> {
     Ok(LockInfo {
         name,
         owner: row.try_get("owner").map_err(get)?,
-        token: u64::try_from(token).unwrap_or(0),
+        token: u64::try_from(token)
+            .ok()
+            .filter(|token| *token > 0)
+            .map(FencingToken::new),
         expires_at: epoch
             .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
             .map(|seconds| UNIX_EPOCH + Duration::from_secs_f64(seconds)),
@@ -293,7 +297,7 @@ impl LockStrategy for PgLeaseLock {
         name: &'a str,
         owner: &'a Owner,
         terms: &'a LeaseTerms,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+    ) -> BoxFuture<'a, Result<AcquireAnswer, LockError>> {
         Box::pin(async move {
             let lease = terms
                 .at_most
@@ -309,7 +313,7 @@ impl LockStrategy for PgLeaseLock {
             // statement's snapshot. A contended statement: someone holds the
             // row (or the table) locked. Both are busy, holder unknown.
             let busy = || {
-                Attempt::Busy(LockInfo {
+                AcquireAnswer::Busy(LockInfo {
                     name: name.to_owned(),
                     ..LockInfo::default()
                 })
@@ -326,14 +330,14 @@ impl LockStrategy for PgLeaseLock {
             };
             if row.try_get("acquired").map_err(unavailable)? {
                 let token: i64 = row.try_get("token").map_err(unavailable)?;
-                return Ok(Attempt::Acquired(Grant {
+                return Ok(AcquireAnswer::Acquired(Grant {
                     name: name.to_owned(),
                     owner: owner.clone(),
                     token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
                     remaining: remaining(&row)?,
                 }));
             }
-            Ok(Attempt::Busy(info(name.to_owned(), &row)?))
+            Ok(AcquireAnswer::Busy(info(name.to_owned(), &row)?))
         })
     }
 
@@ -456,13 +460,13 @@ async fn forward(pool: &PgPool, sender: &broadcast::Sender<Arc<str>>) {
                         // Reconnected: notices may have been missed.
                         Ok(None) => wake_all(),
                         Err(error) => {
-                            tracing::debug!(%error, "stopped listening for lock releases");
+                            crate::telemetry::not_listening(&error);
                             break;
                         }
                     }
                 }
             }
-            Err(error) => tracing::debug!(%error, "cannot LISTEN for lock releases"),
+            Err(error) => crate::telemetry::not_listening(&error),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

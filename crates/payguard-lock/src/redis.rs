@@ -1,15 +1,16 @@
 //! [`RedisLock`] (`SET NX PX` on one server) and [`Redlock`] (a majority of
 //! several independent servers).
 
-use crate::owner::{FencingToken, Owner};
+use crate::owner::Owner;
 use crate::strategy::{
-    Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, host_name, millis,
+    AcquireAnswer, BoxFuture, Grant, LeaseTerms, LockError, LockInfo, LockStrategy, host_name,
+    millis,
 };
 use payguard_core::ConfigError;
+use payguard_core::FencingToken;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::time::Instant;
 
 /// `KEYS`: lock, token counter, metadata. `ARGV`: owner, lease ms, at-most
 /// ms (0 = none), host, pid. Answers `{1, token, lease ms}` or `{0,
@@ -182,7 +183,7 @@ impl LockStrategy for RedisLock {
         name: &'a str,
         owner: &'a Owner,
         terms: &'a LeaseTerms,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+    ) -> BoxFuture<'a, Result<AcquireAnswer, LockError>> {
         Box::pin(async move {
             let [lock, token, meta] = self.keys(name);
             let lease = terms
@@ -203,7 +204,7 @@ impl LockStrategy for RedisLock {
                 .await
                 .map_err(unavailable)?;
             if integer(answer.first()) == 1 {
-                return Ok(Attempt::Acquired(Grant {
+                return Ok(AcquireAnswer::Acquired(Grant {
                     name: name.to_owned(),
                     owner: owner.clone(),
                     token: FencingToken::new(u64::try_from(integer(answer.get(1))).unwrap_or(0)),
@@ -212,10 +213,13 @@ impl LockStrategy for RedisLock {
             }
             let left = since_epoch_ms(integer(answer.get(2)));
             let holder = text(answer.get(1)).filter(|holder| holder != "released");
-            Ok(Attempt::Busy(LockInfo {
+            Ok(AcquireAnswer::Busy(LockInfo {
                 name: name.to_owned(),
                 owner: holder,
-                token: u64::try_from(integer(answer.get(3))).unwrap_or(0),
+                token: u64::try_from(integer(answer.get(3)))
+                    .ok()
+                    .filter(|token| *token > 0)
+                    .map(FencingToken::new),
                 expires_at: Some(wall_now() + left),
                 expires_in: Some(left),
                 host: text(answer.get(4)),
@@ -320,7 +324,10 @@ impl LockStrategy for RedisLock {
                 infos.push(LockInfo {
                     name,
                     owner: holder.filter(|holder| holder != "released"),
-                    token: u64::try_from(latest.unwrap_or(0)).unwrap_or(0),
+                    token: latest
+                        .and_then(|token| u64::try_from(token).ok())
+                        .filter(|token| *token > 0)
+                        .map(FencingToken::new),
                     expires_at: Some(wall_now() + left),
                     expires_in: Some(left),
                     host: host.filter(|host| !host.is_empty()),
@@ -467,9 +474,9 @@ impl LockStrategy for Redlock {
         name: &'a str,
         owner: &'a Owner,
         terms: &'a LeaseTerms,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+    ) -> BoxFuture<'a, Result<AcquireAnswer, LockError>> {
         Box::pin(async move {
-            let started = Instant::now();
+            let started = crate::time::now();
             let attempts = self
                 .on_every_server(terms, |server| server.try_acquire(name, owner, terms))
                 .await;
@@ -478,11 +485,11 @@ impl LockStrategy for Redlock {
             let mut busy = None;
             for attempt in &attempts {
                 match attempt {
-                    Ok(Attempt::Acquired(grant)) => {
+                    Ok(AcquireAnswer::Acquired(grant)) => {
                         granted += 1;
                         token = token.max(grant.token.get());
                     }
-                    Ok(Attempt::Busy(info)) => busy = busy.or(Some(info.clone())),
+                    Ok(AcquireAnswer::Busy(info)) => busy = busy.or(Some(info.clone())),
                     Err(_) => {}
                 }
             }
@@ -490,7 +497,7 @@ impl LockStrategy for Redlock {
                 .at_most
                 .map_or(terms.ttl, |at_most| terms.ttl.min(at_most));
             let drift = lease / 100 + Duration::from_millis(2);
-            let validity = lease.saturating_sub(started.elapsed() + drift);
+            let validity = lease.saturating_sub(crate::time::elapsed(started) + drift);
             let grant = Grant {
                 name: name.to_owned(),
                 owner: owner.clone(),
@@ -498,7 +505,7 @@ impl LockStrategy for Redlock {
                 remaining: validity,
             };
             if granted >= self.quorum() && !validity.is_zero() {
-                return Ok(Attempt::Acquired(grant));
+                return Ok(AcquireAnswer::Acquired(grant));
             }
             // No majority: give back what was granted.
             let undo = LeaseTerms {
@@ -508,9 +515,9 @@ impl LockStrategy for Redlock {
             self.on_every_server(terms, |server| server.release(&grant, &undo))
                 .await;
             match (busy, attempts.into_iter().find_map(Result::err)) {
-                (Some(info), _) => Ok(Attempt::Busy(info)),
+                (Some(info), _) => Ok(AcquireAnswer::Busy(info)),
                 (None, Some(error)) => Err(error),
-                (None, None) => Ok(Attempt::Busy(LockInfo {
+                (None, None) => Ok(AcquireAnswer::Busy(LockInfo {
                     name: name.to_owned(),
                     ..LockInfo::default()
                 })),
@@ -524,7 +531,7 @@ impl LockStrategy for Redlock {
         terms: &'a LeaseTerms,
     ) -> BoxFuture<'a, Result<Duration, LockError>> {
         Box::pin(async move {
-            let started = Instant::now();
+            let started = crate::time::now();
             let renewals = self
                 .on_every_server(terms, |server| server.renew(grant, terms))
                 .await;
@@ -541,7 +548,7 @@ impl LockStrategy for Redlock {
                 .get(left.len() - self.quorum())
                 .copied()
                 .unwrap_or_default();
-            Ok(majority.saturating_sub(started.elapsed()))
+            Ok(majority.saturating_sub(crate::time::elapsed(started)))
         })
     }
 

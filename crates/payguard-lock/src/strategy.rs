@@ -1,6 +1,7 @@
 //! The strategy contract: how a lock is taken, kept, given back and shown.
 
-use crate::owner::{FencingToken, Owner};
+use crate::owner::Owner;
+use payguard_core::FencingToken;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use tokio::sync::broadcast;
 /// A boxed future, so that [`LockStrategy`] is object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What an acquisition asks for.
+/// What an acquisition asks for: made by
+/// [`LockOptions::terms`](crate::LockOptions::terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaseTerms {
     /// How long the lease lasts unless renewed.
     pub ttl: Duration,
@@ -28,6 +31,7 @@ pub struct LeaseTerms {
 
 /// A lease held: what renew and release need.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Grant {
     /// The lock name.
     pub name: String,
@@ -39,10 +43,28 @@ pub struct Grant {
     pub remaining: Duration,
 }
 
+impl Grant {
+    /// `name` granted to `owner` with fencing `token`, `remaining` left as
+    /// the store judged it: for implementations of [`LockStrategy`].
+    pub fn new(
+        name: impl Into<String>,
+        owner: Owner,
+        token: FencingToken,
+        remaining: Duration,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            owner,
+            token,
+            remaining,
+        }
+    }
+}
+
 /// The answer to an acquisition attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Attempt {
+pub enum AcquireAnswer {
     /// Yours.
     Acquired(Grant),
     /// Someone holds it; here is what the store knows of them.
@@ -51,13 +73,14 @@ pub enum Attempt {
 
 /// A lock as a status page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct LockInfo {
     /// The lock name.
     pub name: String,
     /// The holder, if the lock is held (`<process id>:<nonce>`).
     pub owner: Option<String>,
-    /// The latest fencing token issued for this name (0 if unknown).
-    pub token: u64,
+    /// The latest fencing token issued for this name, if known.
+    pub token: Option<FencingToken>,
     /// When the lease ends (or ended), by the store's clock, if it has one.
     pub expires_at: Option<SystemTime>,
     /// How long until it ends, by the store's clock (zero if it has).
@@ -66,6 +89,47 @@ pub struct LockInfo {
     pub host: Option<String>,
     /// The holder's process id on its host, for people.
     pub pid: Option<u32>,
+}
+
+impl LockInfo {
+    /// What is known of `name`: nothing yet. For implementations of
+    /// [`LockStrategy`], which fill in the rest with the setters.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Held by `owner` (`<process id>:<nonce>`).
+    #[must_use]
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// The latest fencing token issued for the name.
+    #[must_use]
+    pub const fn token(mut self, token: FencingToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The lease ends at `at`, `left` from now, by the store's clock.
+    #[must_use]
+    pub const fn expires(mut self, at: SystemTime, left: Duration) -> Self {
+        self.expires_at = Some(at);
+        self.expires_in = Some(left);
+        self
+    }
+
+    /// The holder runs as `pid` on `host`.
+    #[must_use]
+    pub fn holder_process(mut self, host: impl Into<String>, pid: u32) -> Self {
+        self.host = Some(host.into());
+        self.pid = Some(pid);
+        self
+    }
 }
 
 /// Why a lock operation failed.
@@ -114,6 +178,7 @@ impl LockError {
         }
     }
 
+    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))] // used by the stores
     pub(crate) fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Unavailable(Box::new(error))
     }
@@ -143,7 +208,7 @@ pub trait LockStrategy: Send + Sync + std::fmt::Debug {
         name: &'a str,
         owner: &'a Owner,
         terms: &'a LeaseTerms,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>>;
+    ) -> BoxFuture<'a, Result<AcquireAnswer, LockError>>;
 
     /// Renews the lease for `terms.ttl` from now (capped by `at_most`);
     /// answers how long it has left.
@@ -207,11 +272,13 @@ impl ReleaseNotices {
 const _: fn(&dyn LockStrategy) = |_| {};
 
 /// Milliseconds as a PostgreSQL/Redis integer, saturating.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))] // used by the stores
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The host name, for status displays only.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))] // used by the stores
 pub(crate) fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

@@ -6,7 +6,7 @@
 
 use payguard_core::ManualClock;
 use payguard_lock::conformance::{self, ManualTime, RealTime};
-use payguard_lock::{MemoryLock, PgAdvisoryLock, PgLeaseLock, RedisLock, Redlock};
+use payguard_lock::{MemoryLock, PgLeaseLock, PgSessionLock, RedisLock, Redlock};
 use payguard_test_support::TestDb;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ async fn postgres_lease_conforms_with_unprepared_statements_and_inherited_bounds
 async fn postgres_advisory_conforms() {
     let db = TestDb::new().await;
     let options = sqlx::postgres::PgConnectOptions::from_str(db.url()).expect("url");
-    conformance::run(&PgAdvisoryLock::new(options), None).await;
+    conformance::run(&PgSessionLock::new(options), None).await;
 }
 
 /// Deletes this test's keys (token counters never expire by design).

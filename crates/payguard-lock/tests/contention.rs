@@ -3,9 +3,10 @@
 //! stuck behind them. Alone in its test binary, because it counts the
 //! server's transaction ids.
 
+#![allow(clippy::disallowed_methods)] // measures elapsed time on tokio's clock directly
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use payguard_lock::{Attempt, LockOptions, LockStrategy, Owner, PgLeaseLock, ProcessId};
+use payguard_lock::{AcquireAnswer, LockOptions, LockStrategy, Owner, PgLeaseLock, ProcessId};
 use payguard_test_support::TestDb;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ async fn sixteen_contenders_cost_about_two_transaction_ids_per_acquisition() {
                 while Instant::now() < deadline {
                     let owner = Owner::new(ProcessId::current());
                     match strategy.try_acquire("hot", &owner, &terms).await.unwrap() {
-                        Attempt::Acquired(grant) => {
+                        AcquireAnswer::Acquired(grant) => {
                             strategy.release(&grant, &terms).await.unwrap();
                             wins += 1;
                         }

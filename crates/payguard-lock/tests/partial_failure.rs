@@ -3,11 +3,12 @@
 //! lease, a deleted lock row, waiters, and one instance partitioned from
 //! the database while another carries on.
 
+#![allow(clippy::disallowed_methods)] // measures elapsed time on tokio's clock directly
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use payguard_core::SqlTimeouts;
 use payguard_lock::{
-    Acquisition, Attempt, BoxFuture, Grant, LeaseTerms, LockError, LockGuard, LockInfo,
+    AcquireAnswer, Acquisition, BoxFuture, Grant, LeaseTerms, LockError, LockGuard, LockInfo,
     LockOptions, LockStrategy, Locker, Owner, PgLeaseLock, ProcessId, ReleaseNotices,
 };
 use payguard_test_support::{TcpProxy, TestDb};
@@ -51,7 +52,7 @@ async fn grant(strategy: &PgLeaseLock, name: &str) -> Grant {
         .await
         .unwrap()
     {
-        Attempt::Acquired(grant) => grant,
+        AcquireAnswer::Acquired(grant) => grant,
         other => panic!("{name} not acquired: {other:?}"),
     }
 }
@@ -92,7 +93,7 @@ async fn an_expired_row_locked_by_an_idle_transaction_is_busy_at_once() {
     let answer = timeout(HANG, strategy.try_acquire("nightly", &owner(), &terms()))
         .await
         .expect("try_acquire waited for the idle transaction's row lock");
-    assert!(matches!(answer, Ok(Attempt::Busy(_))), "{answer:?}");
+    assert!(matches!(answer, Ok(AcquireAnswer::Busy(_))), "{answer:?}");
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "a locked row is skipped, not waited for: {:?}",
@@ -111,7 +112,7 @@ async fn a_table_locked_by_an_idle_transaction_gets_answers_within_the_bounds() 
     let attempt = timeout(HANG, strategy.try_acquire("payouts", &owner(), &terms()))
         .await
         .expect("try_acquire hung on a locked table");
-    assert!(matches!(attempt, Ok(Attempt::Busy(_))), "{attempt:?}");
+    assert!(matches!(attempt, Ok(AcquireAnswer::Busy(_))), "{attempt:?}");
     let renewal = timeout(HANG, strategy.renew(&held, &terms()))
         .await
         .expect("renew hung on a locked table");
@@ -189,7 +190,7 @@ async fn a_takeover_waits_while_a_fenced_transaction_is_open() {
             .await
             .unwrap();
         assert!(
-            matches!(attempt, Attempt::Busy(_)),
+            matches!(attempt, AcquireAnswer::Busy(_)),
             "taken over under an open fenced transaction: {attempt:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -255,7 +256,7 @@ impl LockStrategy for Counting {
         name: &'a str,
         owner: &'a Owner,
         terms: &'a LeaseTerms,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+    ) -> BoxFuture<'a, Result<AcquireAnswer, LockError>> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         self.inner.try_acquire(name, owner, terms)
     }
@@ -345,7 +346,7 @@ async fn without_release_notices_a_waiter_sleeps_until_the_lease_ends() {
         .await
         .unwrap()
     {
-        Attempt::Acquired(_) => {}
+        AcquireAnswer::Acquired(_) => {}
         other => panic!("{other:?}"),
     }
     let guard = waiter

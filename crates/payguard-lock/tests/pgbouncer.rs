@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-use payguard_lock::{LockError, LockOptions, Locker, PgAdvisoryLock, PgLeaseLock};
+use payguard_lock::{LockError, LockOptions, Locker, PgLeaseLock, PgSessionLock};
 use payguard_test_support::{PgBouncer, TestDb};
 use sqlx::postgres::PgPoolOptions;
 use std::str::FromStr;
@@ -104,7 +104,7 @@ async fn the_advisory_strategy_refuses_to_run_behind_transaction_pooling() {
     let db = TestDb::new().await;
     let bouncer = PgBouncer::start(db.url());
     let options = sqlx::postgres::PgConnectOptions::from_str(&bouncer.url_for(db.url())).unwrap();
-    let locker = Locker::new(Arc::new(PgAdvisoryLock::new(options)));
+    let locker = Locker::new(Arc::new(PgSessionLock::new(options)));
     let error = locker
         .try_lock(
             "pooled",

@@ -2,17 +2,19 @@
 //! fencing inside transactions, gateway references, at_least/at_most,
 //! advisory session loss and the scheduled job runner.
 
+#![allow(clippy::disallowed_methods)] // measures elapsed time on tokio's clock directly
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use payguard_lock::{
-    Acquisition, CancellationToken, LockError, LockGuard, LockOptions, Locker, PgAdvisoryLock,
-    PgLeaseLock, ScheduledJob,
+    Acquisition, LockError, LockGuard, LockOptions, Locker, PgLeaseLock, PgSessionLock,
+    ScheduledJob,
 };
 use payguard_test_support::TestDb;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 async fn lease_locker(db: &TestDb) -> Locker {
     let strategy = PgLeaseLock::new(db.pool().clone());
@@ -228,8 +230,8 @@ async fn dropping_a_guard_releases_the_lock() {
 async fn an_advisory_holder_is_told_when_its_session_is_terminated() {
     let db = TestDb::new().await;
     let options = sqlx::postgres::PgConnectOptions::from_str(db.url()).unwrap();
-    let locker = Locker::new(Arc::new(PgAdvisoryLock::new(options.clone())));
-    let other = Locker::new(Arc::new(PgAdvisoryLock::new(options)));
+    let locker = Locker::new(Arc::new(PgSessionLock::new(options.clone())));
+    let other = Locker::new(Arc::new(PgSessionLock::new(options)));
     let guard = acquired(&locker, "advisory", &short()).await;
     assert!(is_busy(&other, "advisory", &short()).await);
     let terminated: bool = sqlx::query_scalar(

@@ -12,7 +12,7 @@
 )]
 
 use payguard_lock::{
-    Attempt, LockOptions, LockStrategy, Locker, Owner, ProcessId, RedisLock, Redlock,
+    AcquireAnswer, LockOptions, LockStrategy, Locker, Owner, ProcessId, RedisLock, Redlock,
 };
 use payguard_test_support::TestDb;
 use std::process::{Child, Command, Stdio};
@@ -208,7 +208,7 @@ async fn a_holder_paused_past_its_validity_shares_the_lock_and_only_the_fence_st
         .unwrap()
         .terms();
 
-    let Attempt::Acquired(stale) = redlock
+    let AcquireAnswer::Acquired(stale) = redlock
         .try_acquire("payout", &owner(), &terms)
         .await
         .unwrap()
@@ -218,7 +218,7 @@ async fn a_holder_paused_past_its_validity_shares_the_lock_and_only_the_fence_st
     // Paused (a GC, a stopped VM) past its validity; it still believes it
     // holds the lock when it wakes.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let Attempt::Acquired(heir) = redlock
+    let AcquireAnswer::Acquired(heir) = redlock
         .try_acquire("payout", &owner(), &terms)
         .await
         .unwrap()
@@ -243,7 +243,7 @@ async fn servers_whose_clocks_jump_give_the_lock_to_two_holders_and_only_the_fen
         .build()
         .unwrap()
         .terms();
-    let Attempt::Acquired(first) = redlock
+    let AcquireAnswer::Acquired(first) = redlock
         .try_acquire("payout", &owner(), &terms)
         .await
         .unwrap()
@@ -270,7 +270,7 @@ async fn servers_whose_clocks_jump_give_the_lock_to_two_holders_and_only_the_fen
         }
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let Attempt::Acquired(second) = redlock
+    let AcquireAnswer::Acquired(second) = redlock
         .try_acquire("payout", &owner(), &terms)
         .await
         .unwrap()

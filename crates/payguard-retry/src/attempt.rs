@@ -1,8 +1,6 @@
 //! What each attempt is told, and whether it may be repeated.
 
-use payguard_core::Outcome;
-use std::fmt;
-use std::sync::Arc;
+use payguard_core::{IdempotencyKey, Outcome};
 use std::time::Duration;
 
 /// Whether an operation may be repeated after an outcome that may have taken
@@ -41,78 +39,6 @@ impl Idempotency {
         }
     }
 }
-
-/// An idempotency key: 1 to 255 visible ASCII characters, as the
-/// `Idempotency-Key` header carries it. Cheap to clone.
-///
-/// ```
-/// use payguard_retry::IdempotencyKey;
-///
-/// let key = IdempotencyKey::new("escrow_9f1c")?;
-/// assert_eq!(key.as_str(), "escrow_9f1c");
-/// assert!(IdempotencyKey::new("").is_err());
-/// # Ok::<(), payguard_retry::InvalidIdempotencyKey>(())
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey(Arc<str>);
-
-impl IdempotencyKey {
-    /// The longest key accepted, in bytes.
-    pub const MAX_LEN: usize = 255;
-
-    /// Checks and wraps `key`.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidIdempotencyKey`] when the key is empty, longer than 255 bytes
-    /// or contains anything but visible ASCII (`!` to `~`).
-    pub fn new(key: impl AsRef<str>) -> Result<Self, InvalidIdempotencyKey> {
-        let key = key.as_ref();
-        if key.is_empty() || key.len() > Self::MAX_LEN {
-            return Err(InvalidIdempotencyKey { len: key.len() });
-        }
-        if !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(InvalidIdempotencyKey { len: key.len() });
-        }
-        Ok(Self(key.into()))
-    }
-
-    /// The key.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for IdempotencyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("IdempotencyKey").field(&&*self.0).finish()
-    }
-}
-
-impl fmt::Display for IdempotencyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A key that cannot be sent as an `Idempotency-Key` header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidIdempotencyKey {
-    len: usize,
-}
-
-impl fmt::Display for InvalidIdempotencyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid idempotency key ({} bytes): use 1 to {} visible ASCII characters",
-            self.len,
-            IdempotencyKey::MAX_LEN
-        )
-    }
-}
-
-impl std::error::Error for InvalidIdempotencyKey {}
 
 /// What the operation is told about the attempt it is making.
 #[derive(Debug, Clone)]

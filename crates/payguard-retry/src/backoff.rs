@@ -1,9 +1,9 @@
 //! Delay shapes ([`Backoff`]), how they are randomised ([`Jitter`]) and
 //! where the randomness comes from ([`RandomSource`]).
 
+use payguard_core::RandomSource;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The shape of the delays between attempts, before jitter and the policy's
@@ -182,58 +182,6 @@ fn uniform(low: Duration, high: Duration, random: &dyn RandomSource) -> Duration
     low + Duration::from_nanos(u64::try_from(offset).unwrap_or(span))
 }
 
-/// Randomness for jitter. Shared by every call of a policy, so it takes
-/// `&self`; implementations must be cheap and lock-free.
-///
-/// The default is [`SplitMix64`], seeded from the operating system unless the
-/// policy is given a seed. Inject your own to replay a recorded sequence.
-///
-/// ```
-/// use payguard_retry::{RandomSource, SplitMix64};
-///
-/// let a = SplitMix64::new(7);
-/// let b = SplitMix64::new(7);
-/// assert_eq!(a.next_u64(), b.next_u64());
-/// ```
-pub trait RandomSource: fmt::Debug + Send + Sync {
-    /// 64 uniformly distributed bits.
-    fn next_u64(&self) -> u64;
-}
-
-/// Sebastiano Vigna's SplitMix64 over an atomic counter: lock-free, one
-/// `fetch_add` per draw, reproducible from a seed for a given order of draws.
-#[derive(Debug)]
-pub struct SplitMix64 {
-    state: AtomicU64,
-}
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub const fn new(seed: u64) -> Self {
-        Self {
-            state: AtomicU64::new(seed),
-        }
-    }
-
-    /// A generator seeded from the operating system.
-    pub fn from_entropy() -> Self {
-        Self::new(rand::random())
-    }
-}
-
-impl RandomSource for SplitMix64 {
-    fn next_u64(&self) -> u64 {
-        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut z = self
-            .state
-            .fetch_add(GAMMA, Ordering::Relaxed)
-            .wrapping_add(GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,15 +227,5 @@ mod tests {
             uniform(Duration::ZERO, Duration::MAX, &Fixed(u64::MAX)),
             Duration::from_nanos(u64::MAX)
         );
-    }
-
-    #[test]
-    fn seeded_sources_repeat() {
-        let a = SplitMix64::new(42);
-        let b = SplitMix64::new(42);
-        let xs: Vec<u64> = (0..5).map(|_| a.next_u64()).collect();
-        let ys: Vec<u64> = (0..5).map(|_| b.next_u64()).collect();
-        assert_eq!(xs, ys);
-        assert_ne!(xs[0], xs[1]);
     }
 }

@@ -1,9 +1,10 @@
 //! [`Retry`]: one call under a policy, awaited (async) or `call`ed (blocking).
 
-use crate::attempt::{Attempt, Idempotency, IdempotencyKey, RetryEvent};
+use crate::attempt::{Attempt, Idempotency, RetryEvent};
 use crate::controller::{AttemptPlan, Controller, Decision, DefaultClock};
 use crate::error::{RetryError, StopReason};
 use crate::policy::RetryPolicy;
+use payguard_core::IdempotencyKey;
 use payguard_core::{Classify, FromError, Outcome, from_error};
 use pin_project_lite::pin_project;
 use std::fmt;

@@ -1,9 +1,10 @@
 //! Retrying `reqwest` requests: each attempt sends a clone of the request,
 //! so an `Idempotency-Key` header is the same on every attempt.
 
-use crate::attempt::{Idempotency, IdempotencyKey, RetryEvent};
+use crate::attempt::{Idempotency, RetryEvent};
 use crate::error::{RetryError, StopReason};
 use crate::policy::RetryPolicy;
+use payguard_core::IdempotencyKey;
 use payguard_core::{Clock, HttpClassifier, Outcome, RetryAfter, SystemClock, from_error};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response};
@@ -217,8 +218,7 @@ impl HttpRetry<'_> {
 fn idempotency_of(method: &Method, headers: &HeaderMap) -> Idempotency {
     if let Some(key) = headers
         .get(IDEMPOTENCY_KEY)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| IdempotencyKey::new(value).ok())
+        .and_then(|value| IdempotencyKey::from_header(value.as_bytes()).ok())
     {
         return Idempotency::Key(key);
     }

@@ -14,14 +14,17 @@ mod telemetry;
 #[cfg(feature = "tower")]
 mod tower;
 
-pub use attempt::{Attempt, Idempotency, IdempotencyKey, InvalidIdempotencyKey, RetryEvent};
-pub use backoff::{Backoff, Jitter, RandomSource, SplitMix64};
+pub use attempt::{Attempt, Idempotency, RetryEvent};
+pub use backoff::{Backoff, Jitter};
 pub use budget::{RetryBudget, RetryBudgetBuilder, RetryBudgets};
 pub use call::{Retry, RetryFuture};
 pub use error::{RetryError, StopReason};
 #[cfg(feature = "reqwest")]
 pub use http::{HttpError, RetryRequest};
-pub use payguard_core::{Classify, ConfigError, FromError, Outcome, from_error};
+pub use payguard_core::{
+    Classify, ConfigError, FromError, IdempotencyKey, InvalidIdempotencyKey, Outcome, RandomSource,
+    SplitMix64, from_error,
+};
 pub use policy::{RetryPolicy, RetryPolicyBuilder};
 #[cfg(feature = "tower")]
 pub use tower::{RetryLayer, RetryService};

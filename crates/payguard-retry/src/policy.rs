@@ -1,9 +1,10 @@
 //! [`RetryPolicy`]: what to retry, how often and how long to wait.
 
-use crate::backoff::{Backoff, Jitter, RandomSource, SplitMix64};
+use crate::backoff::{Backoff, Jitter};
 use crate::budget::RetryBudget;
 use crate::telemetry::Metrics;
 use payguard_core::{Clock, ConfigError};
+use payguard_core::{RandomSource, SplitMix64};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;

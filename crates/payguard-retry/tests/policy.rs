@@ -1,6 +1,7 @@
 //! Delays, deadlines, budgets and the idempotency gate through the public
 //! API, on virtual time.
 
+#![allow(clippy::disallowed_methods)] // measures elapsed time on tokio's clock directly
 #![allow(clippy::unwrap_used)] // test helpers
 
 use payguard_core::{Clock, ManualClock, Outcome, from_error};

@@ -10,6 +10,7 @@ mod event;
 mod generic;
 mod keys;
 mod provider;
+mod telemetry;
 mod timestamp;
 mod twilio;
 mod verified;

@@ -398,6 +398,20 @@ impl Verifier {
     }
 
     fn check(&self, headers: &HeaderMap, body: &[u8], now: Now) -> Result<Check, VerifyError> {
+        let checked = self.check_signature(headers, body, now);
+        crate::telemetry::verified(
+            self.provider(),
+            checked.as_ref().err().map(VerifyError::code),
+        );
+        checked
+    }
+
+    fn check_signature(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Now,
+    ) -> Result<Check, VerifyError> {
         let check = match &self.scheme {
             Scheme::Provider(provider) => self.check_provider(*provider, headers, body)?,
             Scheme::Generic(generic) => self.check_generic(generic, headers, body)?,

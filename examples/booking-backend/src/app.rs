@@ -939,11 +939,13 @@ async fn receive(
         _ => "unprocessable".to_owned(),
     };
     let mut event_id = storable_id(event_id);
-    let claim_for = |event_id: &str| ClaimRequest {
-        key: ScopeKey::new(&format!("webhook:{provider}"), event_id),
-        fingerprint: Fingerprint::of(&[body.as_ref()]),
-        lease: Duration::from_secs(30),
-        retention: Duration::from_secs(7 * 24 * 3600),
+    let claim_for = |event_id: &str| {
+        ClaimRequest::new(
+            ScopeKey::new(&format!("webhook:{provider}"), event_id),
+            Fingerprint::of(&[body.as_ref()]),
+        )
+        .lease(Duration::from_secs(30))
+        .retention(Duration::from_secs(7 * 24 * 3600))
     };
     let mut claim = app.idempotency.claim(claim_for(&event_id)).await;
     if let Ok(Claim::Mismatch) = claim {
@@ -1014,11 +1016,7 @@ async fn receive(
     if let Err(error) = app.store.inbox_finish(provider, &event_id, outcome).await {
         tracing::warn!(%error, "could not record the webhook outcome");
     }
-    let stored = |answer: &str| StoredResponse {
-        status: 200,
-        headers: Vec::new(),
-        body: answer.as_bytes().to_vec(),
-    };
+    let stored = |answer: &str| StoredResponse::new(200, answer.as_bytes().to_vec());
     match applied {
         Ok(effect) => {
             if let Err(error) = app.idempotency.complete(&lease, &stored(&effect)).await {

@@ -922,7 +922,11 @@ impl Demo {
             ),
         ];
         let retries = metric(&metrics, "booking_gateway_retries_total", "");
-        let trips = metric(&metrics, "booking_breaker_trips_total", "");
+        let trips = metric(
+            &metrics,
+            "payguard_breaker_transitions_total",
+            "to=\"open\"",
+        );
         let failovers = metric(&metrics, "booking_gateway_failovers_total", "");
         let flutterwave_charges = state
             .charges

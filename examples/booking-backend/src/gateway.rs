@@ -158,22 +158,17 @@ pub struct Gateways {
     policy: RetryPolicy,
 }
 
+/// A gateway's breaker; its state and transitions are exported by
+/// payguard-breaker itself (`payguard_breaker_state`,
+/// `payguard_breaker_transitions_total`) and its state changes logged.
 fn breaker(name: &'static str) -> Result<CircuitBreaker, payguard_core::ConfigError> {
     CircuitBreaker::builder()
         .name(name)
-        .on_state_change(move |change| {
-            if change.to() == State::Open {
-                metrics::counter!("booking_breaker_trips_total", "gateway" => name).increment(1);
-            }
-            let level = match change.to() {
-                State::Closed => 0.0,
-                State::HalfOpen => 1.0,
-                _ => 2.0,
-            };
-            metrics::gauge!("booking_breaker_state", "gateway" => name).set(level);
-            tracing::warn!(gateway = name, from = ?change.from(), to = ?change.to(), "circuit breaker changed state");
-        })
-        .failure_model(FailureModel::count_window(20).failure_rate(0.5).minimum_calls(10))
+        .failure_model(
+            FailureModel::count_window(20)
+                .failure_rate(0.5)
+                .minimum_calls(10),
+        )
         .open_for(Duration::from_secs(3))
         .half_open_probes(1)
         .build()

@@ -252,7 +252,7 @@ async fn supervise(
                     guard.token().get()
                 );
                 signal_group(group, Signal::SIGTERM);
-                kill_at = Some(Instant::now() + grace);
+                kill_at = Some(now() + grace);
             }
             () = sleep_until(kill_at), if kill_at.is_some() => {
                 eprintln!("payguard: the command outlived --grace; sending SIGKILL");
@@ -318,13 +318,18 @@ async fn stop_stragglers(group: Option<Pid>, grace: Duration) {
         "payguard: the command left processes behind; stopping them before releasing the lock"
     );
     let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while alive() && Instant::now() < deadline {
+    let deadline = now() + grace;
+    while alive() && now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if alive() {
         let _ = killpg(group, Signal::SIGKILL);
     }
+}
+
+/// Now, by tokio's clock (read through `payguard_core`, as the libraries do).
+fn now() -> Instant {
+    Instant::from_std(payguard_core::Clock::now(&payguard_core::TokioClock::new()))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

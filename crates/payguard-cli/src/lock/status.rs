@@ -2,7 +2,7 @@
 
 use crate::Failure;
 use clap::Args;
-use payguard_lock::{LockInfo, LockStrategy, PgLeaseLock};
+use payguard_lock::{FencingToken, LockInfo, LockStrategy, PgLeaseLock};
 use sqlx::postgres::PgPoolOptions;
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
@@ -77,7 +77,7 @@ pub(crate) async fn status(args: &Status) -> Result<(), Failure> {
             "{:<24} {:<6} {:>8} {:<14} {:<50} {}",
             info.name,
             state,
-            info.token,
+            info.token.map_or(0, FencingToken::get),
             expires,
             info.owner.as_deref().unwrap_or("-"),
             host
@@ -96,7 +96,7 @@ fn json(info: &LockInfo) -> serde_json::Value {
         "name": info.name,
         "held": info.owner.is_some(),
         "owner": info.owner,
-        "token": info.token,
+        "token": info.token.map_or(0, FencingToken::get),
         "expires_at_unix_ms": info.expires_at.and_then(|at| at.duration_since(UNIX_EPOCH).ok()).map(|since| since.as_millis() as u64),
         "expires_in_ms": info.expires_in.map(|left| left.as_millis() as u64),
         "host": info.host,
