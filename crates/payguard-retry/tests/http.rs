@@ -52,8 +52,11 @@ async fn post_without_key_is_sent_exactly_once_on_an_ambiguous_timeout() {
         .await
         .unwrap_err();
     assert_eq!(error.reason(), StopReason::NotIdempotent);
-    assert_eq!(error.attempts(), 1);
-    // Give a wrongly repeated request every chance to arrive.
+    // One attempt, or two when the first could not even connect in time on
+    // a loaded machine (not sent, so safe to repeat): either way the server
+    // sees the request once. Give a wrongly repeated one every chance to
+    // arrive.
+    assert!(error.attempts() <= 2, "{}", error.attempts());
     assert_eq!(received(&server, 1).await.len(), 1);
     tokio::time::sleep(300 * MS).await;
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
