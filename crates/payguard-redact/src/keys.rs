@@ -67,6 +67,26 @@ const IP: u64 = 1 << 34;
 const ADDR: u64 = 1 << 35;
 const IP_PARTY: u64 = 1 << 36;
 
+/// Every flag some rule needs to answer secret, personal or remove: a key
+/// with none of them is allowed or neutral (checked against every word and
+/// pair of words in the tests).
+const DECISIVE: u64 = REMOVE
+    | PIN
+    | TRACK
+    | SECURITY
+    | CARD
+    | TOKEN
+    | KEY
+    | SECRET_WORD
+    | AUTHORIZATION
+    | AUTH
+    | VERIF
+    | SECRET
+    | NUMBER
+    | BIRTH
+    | ACCOUNT
+    | PERSONAL;
+
 /// What a segment means to the rules (a `match` on bytes: compiled to a
 /// length switch and comparisons, no library calls).
 fn word_flags(segment: &[u8]) -> u64 {
@@ -271,6 +291,10 @@ pub(crate) struct Segments {
 
 impl Segments {
     pub(crate) fn new(key: &str) -> Self {
+        Self::of(key.as_bytes())
+    }
+
+    pub(crate) fn of(key: &[u8]) -> Self {
         let mut segments = Segments {
             bytes: [0; 64],
             spans: [(0, 0); 8],
@@ -279,7 +303,7 @@ impl Segments {
         let mut len = 0usize;
         let mut start = 0usize;
         let mut previous_lower = false;
-        for byte in key.bytes() {
+        for &byte in key {
             let boundary =
                 !byte.is_ascii_alphanumeric() || (byte.is_ascii_uppercase() && previous_lower);
             if boundary && len > start {
@@ -323,7 +347,8 @@ impl Segments {
             .filter_map(|bytes| std::str::from_utf8(bytes).ok())
     }
 
-    /// The union of the segments' word flags.
+    /// The union of the segments' word flags ([`key_flags`] computes the
+    /// same without building the segments).
     fn flags(&self) -> u64 {
         self.bytes()
             .fold(0, |flags, segment| flags | word_flags(segment))
@@ -361,6 +386,52 @@ pub(crate) fn segments(key: &str) -> Vec<String> {
     Segments::new(key).iter().map(str::to_owned).collect()
 }
 
+/// The longest word [`word_flags`] knows fits in this.
+const LONGEST_WORD: usize = 24;
+
+/// `Segments::of(key).flags()`, without building the segments: the hot
+/// path of every `key=value` in text.
+pub(crate) fn key_flags(key: &[u8]) -> u64 {
+    let mut flags = 0;
+    let mut segment = [0u8; LONGEST_WORD];
+    let (mut segment_len, mut written, mut count) = (0usize, 0usize, 0usize);
+    let mut previous_lower = false;
+    let mut close = |segment: &[u8; LONGEST_WORD], segment_len: usize, count: &mut usize| {
+        if *count < 8 {
+            flags |= segment.get(..segment_len).map_or(0, word_flags);
+            *count += 1;
+        }
+    };
+    for &byte in key {
+        let alphanumeric = byte.is_ascii_alphanumeric();
+        let boundary = !alphanumeric || (byte.is_ascii_uppercase() && previous_lower);
+        if boundary && segment_len > 0 {
+            close(&segment, segment_len, &mut count);
+            segment_len = 0;
+        }
+        if !alphanumeric {
+            previous_lower = false;
+            continue;
+        }
+        previous_lower = byte.is_ascii_lowercase() || byte.is_ascii_digit();
+        if written == 64 {
+            break;
+        }
+        // A segment longer than any word matches none: keep counting it
+        // past the buffer, but it will look up nothing.
+        match segment.get_mut(segment_len) {
+            Some(slot) => *slot = byte.to_ascii_lowercase(),
+            None => segment_len = LONGEST_WORD + 1,
+        }
+        segment_len = segment_len.saturating_add(1).min(LONGEST_WORD + 1);
+        written += 1;
+    }
+    if segment_len > 0 {
+        close(&segment, segment_len, &mut count);
+    }
+    flags
+}
+
 /// Key rules, with the caller's own additions.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeyPolicy {
@@ -373,7 +444,26 @@ impl KeyPolicy {
     /// logged), then the allow-list, then secrets, then personal data.
     pub(crate) fn classify(&self, key: &str) -> KeyClass {
         let segments = Segments::new(key);
-        let flags = segments.flags();
+        self.classify_segments(&segments, segments.flags())
+    }
+
+    /// How a `key=value` pair in text is redacted: `None` leaves the value
+    /// to the content detectors. Most keys name nothing sensitive; they are
+    /// answered from their words' flags alone.
+    pub(crate) fn value_label(&self, key: &[u8]) -> Option<&'static str> {
+        let flags = key_flags(key);
+        if flags & DECISIVE == 0 && self.secret.is_empty() {
+            return None;
+        }
+        match self.classify_segments(&Segments::of(key), flags) {
+            KeyClass::Secret => Some("secret"),
+            KeyClass::Personal => Some("personal"),
+            KeyClass::Remove => Some("removed"),
+            KeyClass::Allowed | KeyClass::Neutral => None,
+        }
+    }
+
+    fn classify_segments(&self, segments: &Segments, flags: u64) -> KeyClass {
         let remove = flags & REMOVE != 0
             || both(flags, PIN, BLOCK)
             || both(flags, TRACK, DATA)
@@ -427,14 +517,14 @@ impl KeyPolicy {
 /// Whether `key` names an IP address: `ip`, `client_ip`, `x-real-ip`,
 /// `x-forwarded-for`, `forwarded`, `remote_addr`, `peer_address`, ...
 pub(crate) fn names_an_ip(key: &str) -> bool {
-    let flags = Segments::new(key).flags();
+    let flags = key_flags(key.as_bytes());
     flags & IP != 0 || both(flags, IP_PARTY, ADDR)
 }
 
 /// Whether digits under `key` are an id, amount or time rather than a card
 /// or phone number.
 pub(crate) fn numeric_not_pii(key: &str) -> bool {
-    let flags = Segments::new(key).flags();
+    let flags = key_flags(key.as_bytes());
     flags & NUMERIC_NOT_PII != 0
         && flags & (PERSONAL | PERSONAL_CONTEXT) == 0
         && !both(flags, ACCOUNT, NUMBER)
@@ -443,6 +533,79 @@ pub(crate) fn numeric_not_pii(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every word the key rules know, read from this file.
+    fn known_words() -> Vec<String> {
+        let source = include_str!("keys.rs");
+        let table = &source[source.find("fn word_flags").unwrap()..];
+        let table = &table[..table.find("\n}\n").unwrap()];
+        table
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("b\""))
+            .filter_map(|line| line.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn key_flags_are_the_segments_flags() {
+        let words = known_words();
+        assert!(words.iter().all(|w| w.len() <= LONGEST_WORD));
+        let mut keys: Vec<String> = Vec::new();
+        for (n, word) in words.iter().enumerate() {
+            let other = &words[(n * 7 + 3) % words.len()];
+            let upper = word.to_ascii_uppercase();
+            keys.extend([
+                word.clone(),
+                format!("{word}_{other}"),
+                format!("x-{word}.{other}"),
+                format!("{word}{}", other.to_ascii_uppercase()),
+                format!("my{}{}", upper, other),
+                format!("{}_{}", word.repeat(5), other),
+                format!("a_b_c_d_e_f_g_{word}_{other}"),
+                format!("{}{word}", "z".repeat(60)),
+                format!("{word}9{other}__{word}"),
+            ]);
+        }
+        for key in &keys {
+            assert_eq!(
+                key_flags(key.as_bytes()),
+                Segments::new(key).flags(),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_without_a_decisive_flag_are_never_secret_personal_or_removed() {
+        let words = known_words();
+        assert!(words.len() > 100, "{}", words.len());
+        let policy = KeyPolicy::default();
+        let check = |key: &str| {
+            let class = policy.classify(key);
+            let flags = Segments::new(key).flags();
+            if flags & DECISIVE == 0 {
+                assert!(
+                    matches!(class, KeyClass::Allowed | KeyClass::Neutral),
+                    "{key}: {class:?} without a decisive flag"
+                );
+            }
+            let label = policy.value_label(key.as_bytes());
+            let expected = match class {
+                KeyClass::Secret => Some("secret"),
+                KeyClass::Personal => Some("personal"),
+                KeyClass::Remove => Some("removed"),
+                KeyClass::Allowed | KeyClass::Neutral => None,
+            };
+            assert_eq!(label, expected, "{key}");
+        };
+        for first in &words {
+            check(first);
+            for second in &words {
+                check(&format!("{first}_{second}"));
+            }
+        }
+    }
 
     fn class(key: &str) -> KeyClass {
         KeyPolicy::default().classify(key)

@@ -488,7 +488,7 @@ impl Redactor {
         if self.enabled(Detector::Email) && (has(b'@') || has(b'%')) {
             scan::emails::find(bytes, &mut findings);
         }
-        let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
+        let digits = scan::digit_count(bytes);
         let context_excludes = digits >= 7 && key.is_some_and(crate::keys::numeric_not_pii);
         if self.enabled(Detector::Iban) && digits >= 2 {
             scan::iban::find(bytes, &mut findings);

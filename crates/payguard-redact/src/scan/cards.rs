@@ -2,7 +2,7 @@
 //! per-brand length and Luhn, with boundaries that keep decimals, floats,
 //! UUIDs, references and already-masked numbers out.
 
-use super::{at, before, numeric_context_excludes};
+use super::{DigitRunStarts, at, before, numeric_context_excludes};
 use crate::detector::{Detector, Finding};
 
 /// The most groups of a candidate looked at (a 4-4-4-4-3 card has 5).
@@ -11,16 +11,14 @@ const MAX_GROUPS: usize = 8;
 /// Finds card numbers in `text`.
 pub(crate) fn find(text: &[u8], context_excludes: bool, out: &mut Vec<Finding>) {
     let mut i = 0;
-    while i < text.len() {
-        if !at(text, i).is_ascii_digit() {
-            i += 1;
+    for start in DigitRunStarts::new(text, 0) {
+        if start < i {
             continue;
         }
-        let start = i;
         let mut groups = [(0usize, 0usize); MAX_GROUPS];
         let mut group_count = 0;
         let mut separator = None;
-        let mut j = i;
+        let mut j = start;
         loop {
             let group_start = j;
             while at(text, j).is_ascii_digit() {

@@ -1,7 +1,7 @@
 //! IBANs: a country code, two check digits and the country's length of
 //! alphanumerics, compact or in groups of four, with the mod-97 checksum.
 
-use super::{at, before};
+use super::{DigitRunStarts, at, before};
 use crate::detector::{Detector, Finding};
 
 /// IBAN lengths by country (the SWIFT registry).
@@ -89,12 +89,16 @@ const LENGTHS: &[(&[u8; 2], usize)] = &[
 
 /// Finds IBANs in `text`.
 pub(crate) fn find(text: &[u8], out: &mut Vec<Finding>) {
-    let mut i = 0;
-    while i + 4 <= text.len() {
+    // An IBAN's check digits start a digit run two letters in.
+    let mut next_free = 0;
+    for digits in DigitRunStarts::new(text, 2) {
+        let i = digits - 2;
+        if i < next_free || i + 4 > text.len() {
+            continue;
+        }
         let (a, b) = (at(text, i), at(text, i + 1));
         let starts = a.is_ascii_uppercase()
             && b.is_ascii_uppercase()
-            && at(text, i + 2).is_ascii_digit()
             && at(text, i + 3).is_ascii_digit()
             && !super::is_word(before(text, i));
         let length = if starts {
@@ -106,15 +110,11 @@ pub(crate) fn find(text: &[u8], out: &mut Vec<Finding>) {
             None
         };
         let Some(length) = length else {
-            i += 1;
             continue;
         };
-        match read(text, i, length) {
-            Some(end) => {
-                out.push(Finding::new(i, end, Detector::Iban));
-                i = end;
-            }
-            None => i += 1,
+        if let Some(end) = read(text, i, length) {
+            out.push(Finding::new(i, end, Detector::Iban));
+            next_free = end;
         }
     }
 }

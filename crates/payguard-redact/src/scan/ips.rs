@@ -14,8 +14,22 @@ pub(crate) fn find(text: &[u8], everywhere: bool, under_ip_key: bool, out: &mut 
     // After an address under an IP key, the next ones of a comma list
     // ("x-forwarded-for: 203.0.113.7, 10.0.0.1") belong to the same key.
     let mut list_until = 0;
+    // Outside free-text mode an address counts only right after a
+    // `key=`/`key:` (a few quotes, blanks or a `[` between) or in a list
+    // after one: jump from separator to separator.
+    let keyed_only = !everywhere && !under_ip_key;
+    let mut window_end = 0;
     let mut i = 0;
     while i < text.len() {
+        if keyed_only && i > list_until && i >= window_end {
+            let Some(found) = memchr::memchr2(b'=', b':', text.get(i..).unwrap_or_default()) else {
+                break;
+            };
+            let separator = i + found;
+            window_end = separator + 8;
+            i = separator + 1;
+            continue;
+        }
         let byte = at(text, i);
         let candidate = (byte.is_ascii_hexdigit() || byte == b':')
             && !is_word(before(text, i))

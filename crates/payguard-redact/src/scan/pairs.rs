@@ -4,7 +4,7 @@
 
 use super::{at, before};
 use crate::detector::{Detector, Finding};
-use crate::keys::{KeyClass, KeyPolicy};
+use crate::keys::KeyPolicy;
 
 /// Finds values of sensitive keys.
 pub(crate) fn find(text: &[u8], keys: &KeyPolicy, out: &mut Vec<Finding>) {
@@ -15,11 +15,8 @@ pub(crate) fn find(text: &[u8], keys: &KeyPolicy, out: &mut Vec<Finding>) {
         let Some(key) = key_before(text, separator) else {
             continue;
         };
-        let label = match keys.classify(key) {
-            KeyClass::Secret => "secret",
-            KeyClass::Personal => "personal",
-            KeyClass::Remove => "removed",
-            KeyClass::Allowed | KeyClass::Neutral => continue,
+        let Some(label) = keys.value_label(key) else {
+            continue;
         };
         // A secret in a header dump ("stripe-signature: t=1,v1=ab…") runs
         // to the next blank; other values stop at list punctuation too.
@@ -45,7 +42,7 @@ fn already_masked(value: &[u8]) -> bool {
 }
 
 /// The key ending just before `separator`: `"key"` (JSON) or a bare word.
-fn key_before(text: &[u8], separator: usize) -> Option<&str> {
+fn key_before(text: &[u8], separator: usize) -> Option<&[u8]> {
     let mut end = separator;
     while end > 0 && at(text, end - 1) == b' ' && separator - end < 2 {
         end -= 1;
@@ -80,7 +77,7 @@ fn key_before(text: &[u8], separator: usize) -> Option<&str> {
     if !quoted && (before(text, start).is_ascii_alphanumeric() || before(text, start) == b'/') {
         return None;
     }
-    std::str::from_utf8(text.get(start..key_end)?).ok()
+    Some(key)
 }
 
 /// The value after `separator`: a JSON string (inside its quotes), or a bare

@@ -6,7 +6,7 @@
 //! grouping. Mobile prefixes and lengths follow libphonenumber's metadata,
 //! which the tests use as their oracle.
 
-use super::{at, before, numeric_context_excludes};
+use super::{DigitRunStarts, at, before, numeric_context_excludes};
 use crate::detector::{Detector, Finding};
 
 /// A region's numbering rules, as far as telling phones from other digits
@@ -143,44 +143,59 @@ const REGIONS: &[Region] = &[
 
 /// Finds phone numbers in `text`.
 pub(crate) fn find(text: &[u8], context_excludes: bool, out: &mut Vec<Finding>) {
-    let mut i = 0;
-    while i < text.len() {
-        let byte = at(text, i);
-        let starts = byte.is_ascii_digit()
-            || (byte == b'+' && at(text, i + 1).is_ascii_digit())
-            || (byte == b'(' && at(text, i + 1).is_ascii_digit());
-        let identifier =
-            before(text, i) == b'-' && before(text, i.saturating_sub(1)).is_ascii_alphanumeric();
-        if !starts || super::is_word(before(text, i)) || before(text, i) == b'.' || identifier {
-            i += 1;
-            continue;
-        }
-        let run = read_run(text, i);
-        i = run.end.max(i + 1);
-        if run.digits.len() < 7 {
-            continue;
-        }
-        let next = at(text, run.end);
-        if super::is_word(next)
-            || next == b'@'
-            || next == b'*'
-            || (next == b'.' && at(text, run.end + 1).is_ascii_digit())
-        {
-            continue;
-        }
-        if numeric_context_excludes(text, run.start, context_excludes) {
-            continue;
-        }
-        if let Some(country) = judge(text, &run) {
-            out.push(Finding {
-                start: run.start,
-                end: run.end,
-                detector: Detector::Phone,
-                country: Some(country),
-                label: None,
-            });
+    let mut next_free = 0;
+    for digits in DigitRunStarts::new(text, 0) {
+        // A number starts at its first digit, or at a `+` or `(` before it.
+        let lead = digits
+            .checked_sub(1)
+            .filter(|&i| matches!(at(text, i), b'+' | b'('));
+        for i in lead.into_iter().chain([digits]) {
+            if i < next_free {
+                continue;
+            }
+            if let Some(end) = phone_at(text, i, context_excludes, out) {
+                next_free = end;
+            }
         }
     }
+}
+
+/// Judges a number starting at `i` (a digit, or `+`/`(` before one): where
+/// the run it read ends, if it read one.
+fn phone_at(
+    text: &[u8],
+    i: usize,
+    context_excludes: bool,
+    out: &mut Vec<Finding>,
+) -> Option<usize> {
+    let identifier =
+        before(text, i) == b'-' && before(text, i.saturating_sub(1)).is_ascii_alphanumeric();
+    if super::is_word(before(text, i)) || before(text, i) == b'.' || identifier {
+        return None;
+    }
+    let run = read_run(text, i);
+    let consumed = run.end.max(i + 1);
+    let next = at(text, run.end);
+    let continues = super::is_word(next)
+        || next == b'@'
+        || next == b'*'
+        || (next == b'.' && at(text, run.end + 1).is_ascii_digit());
+    if run.digits.len() < 7
+        || continues
+        || numeric_context_excludes(text, run.start, context_excludes)
+    {
+        return Some(consumed);
+    }
+    if let Some(country) = judge(text, &run) {
+        out.push(Finding {
+            start: run.start,
+            end: run.end,
+            detector: Detector::Phone,
+            country: Some(country),
+            label: None,
+        });
+    }
+    Some(consumed)
 }
 
 /// A phone-shaped run: digits with single separators (space, `-`, `.`,
