@@ -20,7 +20,7 @@ pub use budget::{RetryBudget, RetryBudgetBuilder, RetryBudgets};
 pub use call::{Retry, RetryFuture};
 pub use error::{RetryError, StopReason};
 #[cfg(feature = "reqwest")]
-pub use http::{HttpError, RetryRequest};
+pub use http::{HttpError, HttpRetry, RetryRequest};
 pub use payguard_core::{
     Classify, ConfigError, FromError, IdempotencyKey, InvalidIdempotencyKey, Outcome, RandomSource,
     SplitMix64, from_error,
