@@ -300,38 +300,17 @@ impl Segments {
             spans: [(0, 0); 8],
             count: 0,
         };
-        let mut len = 0usize;
-        let mut start = 0usize;
-        let mut previous_lower = false;
-        for &byte in key {
-            let boundary =
-                !byte.is_ascii_alphanumeric() || (byte.is_ascii_uppercase() && previous_lower);
-            if boundary && len > start {
-                segments.push(start, len);
-                start = len;
+        let mut spans = [(0, 0); 8];
+        let mut count = 0;
+        split_key(key, &mut segments.bytes, |start, segment| {
+            if let Some(slot) = spans.get_mut(count) {
+                *slot = (start as u8, (start + segment.len()) as u8);
+                count += 1;
             }
-            if !byte.is_ascii_alphanumeric() {
-                previous_lower = false;
-                continue;
-            }
-            previous_lower = byte.is_ascii_lowercase() || byte.is_ascii_digit();
-            match segments.bytes.get_mut(len) {
-                Some(slot) => *slot = byte.to_ascii_lowercase(),
-                None => break,
-            }
-            len += 1;
-        }
-        if len > start {
-            segments.push(start, len);
-        }
+        });
+        segments.spans = spans;
+        segments.count = count;
         segments
-    }
-
-    fn push(&mut self, start: usize, end: usize) {
-        if let Some(slot) = self.spans.get_mut(self.count) {
-            *slot = (start as u8, end as u8);
-            self.count += 1;
-        }
     }
 
     /// The segments: lowercase ASCII letters and digits.
@@ -386,49 +365,47 @@ pub(crate) fn segments(key: &str) -> Vec<String> {
     Segments::new(key).iter().map(str::to_owned).collect()
 }
 
-/// The longest word [`word_flags`] knows fits in this.
-const LONGEST_WORD: usize = 24;
-
-/// `Segments::of(key).flags()`, without building the segments: the hot
-/// path of every `key=value` in text.
-pub(crate) fn key_flags(key: &[u8]) -> u64 {
-    let mut flags = 0;
-    let mut segment = [0u8; LONGEST_WORD];
-    let (mut segment_len, mut written, mut count) = (0usize, 0usize, 0usize);
+/// Splits `key` into segments (at non-alphanumerics and at lower-to-upper
+/// case changes), lowercased into `buffer`, and calls `each` with every
+/// segment and where it starts there. At most 64 alphanumerics are read.
+fn split_key(key: &[u8], buffer: &mut [u8; 64], mut each: impl FnMut(usize, &[u8])) {
+    let mut len = 0usize;
+    let mut start = 0usize;
     let mut previous_lower = false;
-    let mut close = |segment: &[u8; LONGEST_WORD], segment_len: usize, count: &mut usize| {
-        if *count < 8 {
-            flags |= segment.get(..segment_len).map_or(0, word_flags);
-            *count += 1;
-        }
-    };
     for &byte in key {
-        let alphanumeric = byte.is_ascii_alphanumeric();
-        let boundary = !alphanumeric || (byte.is_ascii_uppercase() && previous_lower);
-        if boundary && segment_len > 0 {
-            close(&segment, segment_len, &mut count);
-            segment_len = 0;
+        let boundary =
+            !byte.is_ascii_alphanumeric() || (byte.is_ascii_uppercase() && previous_lower);
+        if boundary && len > start {
+            each(start, buffer.get(start..len).unwrap_or_default());
+            start = len;
         }
-        if !alphanumeric {
+        if !byte.is_ascii_alphanumeric() {
             previous_lower = false;
             continue;
         }
         previous_lower = byte.is_ascii_lowercase() || byte.is_ascii_digit();
-        if written == 64 {
-            break;
-        }
-        // A segment longer than any word matches none: keep counting it
-        // past the buffer, but it will look up nothing.
-        match segment.get_mut(segment_len) {
+        match buffer.get_mut(len) {
             Some(slot) => *slot = byte.to_ascii_lowercase(),
-            None => segment_len = LONGEST_WORD + 1,
+            None => break,
         }
-        segment_len = segment_len.saturating_add(1).min(LONGEST_WORD + 1);
-        written += 1;
+        len += 1;
     }
-    if segment_len > 0 {
-        close(&segment, segment_len, &mut count);
+    if len > start {
+        each(start, buffer.get(start..len).unwrap_or_default());
     }
+}
+
+/// `Segments::of(key).flags()`, without keeping the segments: the hot path
+/// of every `key=value` in text.
+pub(crate) fn key_flags(key: &[u8]) -> u64 {
+    let (mut flags, mut count) = (0, 0);
+    split_key(key, &mut [0; 64], |_, segment| {
+        // Like `Segments`, only the first eight segments count.
+        if count < 8 {
+            flags |= word_flags(segment);
+            count += 1;
+        }
+    });
     flags
 }
 
@@ -550,7 +527,6 @@ mod tests {
     #[test]
     fn key_flags_are_the_segments_flags() {
         let words = known_words();
-        assert!(words.iter().all(|w| w.len() <= LONGEST_WORD));
         let mut keys: Vec<String> = Vec::new();
         for (n, word) in words.iter().enumerate() {
             let other = &words[(n * 7 + 3) % words.len()];
