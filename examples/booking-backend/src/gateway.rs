@@ -8,6 +8,7 @@
 use crate::domain::{Gateway, Host};
 use payguard_breaker::{CircuitBreaker, FailureModel, State};
 use payguard_core::{Classify, Clock, Outcome, from_error};
+use payguard_redact::Secret;
 use payguard_retry::{Backoff, IdempotencyKey, Jitter, RetryPolicy};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -19,14 +20,95 @@ pub struct GatewayConfig {
     /// `https://api.paystack.co`, or gateway-sim's `/paystack`.
     pub paystack_base_url: String,
     /// Paystack secret key.
-    pub paystack_secret_key: String,
+    pub paystack_secret_key: Secret<String>,
     /// `https://api.flutterwave.com/v3`, or gateway-sim's `/flutterwave/v3`.
     pub flutterwave_base_url: String,
     /// Flutterwave secret key.
-    pub flutterwave_secret_key: String,
+    pub flutterwave_secret_key: Secret<String>,
     /// Extra trusted roots (PEM), added to the platform's, for a gateway
     /// (or a simulator) whose certificate a private CA issued.
     pub ca_file: Option<std::path::PathBuf>,
+    /// How each call is retried.
+    pub retry: RetrySettings,
+    /// When each gateway's breaker opens.
+    pub breaker: BreakerSettings,
+}
+
+impl GatewayConfig {
+    /// The real gateways' APIs with these keys; retries and breakers by
+    /// default.
+    pub fn new(paystack_secret_key: &str, flutterwave_secret_key: &str) -> Self {
+        Self {
+            paystack_base_url: "https://api.paystack.co".to_owned(),
+            paystack_secret_key: Secret::new(paystack_secret_key.to_owned()),
+            flutterwave_base_url: "https://api.flutterwave.com/v3".to_owned(),
+            flutterwave_secret_key: Secret::new(flutterwave_secret_key.to_owned()),
+            ca_file: None,
+            retry: RetrySettings::default(),
+            breaker: BreakerSettings::default(),
+        }
+    }
+}
+
+/// How a gateway call is retried (each gateway the same way).
+///
+/// # Default
+///
+/// Four attempts of at most 4 s each, exponential backoff from 100 ms
+/// (full jitter, at most 2 s), all within 12 s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrySettings {
+    /// Attempts at most, the first included.
+    pub max_attempts: u32,
+    /// The first backoff.
+    pub base_delay: Duration,
+    /// The longest backoff.
+    pub max_delay: Duration,
+    /// How long one attempt may take.
+    pub attempt_timeout: Duration,
+    /// How long all attempts together may take.
+    pub deadline: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(4),
+            deadline: Duration::from_secs(12),
+        }
+    }
+}
+
+/// When a gateway's breaker opens (each gateway has its own).
+///
+/// # Default
+///
+/// Half of the last 20 calls failed, once at least 10 were made; open for
+/// 3 s, then one probe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    /// Calls in the window.
+    pub window: u32,
+    /// The failure rate (0 to 1) that opens the breaker.
+    pub failure_rate: f64,
+    /// Calls in the window before it may open.
+    pub minimum_calls: u32,
+    /// How long it stays open before a probe.
+    pub open_for: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            window: 20,
+            failure_rate: 0.5,
+            minimum_calls: 10,
+            open_for: Duration::from_secs(3),
+        }
+    }
 }
 
 /// A gateway call that failed.
@@ -129,6 +211,8 @@ pub struct Checkout {
 pub struct ChargeState {
     /// Paid.
     pub paid: bool,
+    /// Failed (not merely unpaid yet).
+    pub failed: bool,
     /// Minor units.
     pub amount_minor: i64,
     /// ISO currency.
@@ -161,15 +245,18 @@ pub struct Gateways {
 /// A gateway's breaker; its state and transitions are exported by
 /// payguard-breaker itself (`payguard_breaker_state`,
 /// `payguard_breaker_transitions_total`) and its state changes logged.
-fn breaker(name: &'static str) -> Result<CircuitBreaker, payguard_core::ConfigError> {
+fn breaker(
+    name: &'static str,
+    settings: &BreakerSettings,
+) -> Result<CircuitBreaker, payguard_core::ConfigError> {
     CircuitBreaker::builder()
         .name(name)
         .failure_model(
-            FailureModel::count_window(20)
-                .failure_rate(0.5)
-                .minimum_calls(10),
+            FailureModel::count_window(settings.window)
+                .failure_rate(settings.failure_rate)
+                .minimum_calls(settings.minimum_calls),
         )
-        .open_for(Duration::from_secs(3))
+        .open_for(settings.open_for)
         .half_open_probes(1)
         .build()
 }
@@ -181,17 +268,18 @@ impl Gateways {
     ///
     /// The retry policy or HTTP client could not be built.
     pub fn new(config: GatewayConfig) -> Result<Self, String> {
+        let retry = &config.retry;
         let policy = RetryPolicy::builder()
             .name("gateway")
-            .backoff(Backoff::exponential(Duration::from_millis(100), 2.0))
+            .backoff(Backoff::exponential(retry.base_delay, 2.0))
             .jitter(Jitter::Full)
-            .max_delay(Duration::from_secs(2))
-            .max_attempts(4)
-            .deadline(Duration::from_secs(12))
-            .attempt_timeout(Duration::from_secs(4))
+            .max_delay(retry.max_delay)
+            .max_attempts(retry.max_attempts)
+            .deadline(retry.deadline)
+            .attempt_timeout(retry.attempt_timeout)
             .build()
             .map_err(|error| error.to_string())?;
-        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(4));
+        let mut http = reqwest::Client::builder().timeout(retry.attempt_timeout);
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path)
                 .map_err(|error| format!("cannot read the CA file {}: {error}", path.display()))?;
@@ -210,9 +298,10 @@ impl Gateways {
         let http = http.build().map_err(|error| error.to_string())?;
         Ok(Self {
             http,
+            paystack: breaker("paystack", &config.breaker).map_err(|error| error.to_string())?,
+            flutterwave: breaker("flutterwave", &config.breaker)
+                .map_err(|error| error.to_string())?,
             config,
-            paystack: breaker("paystack").map_err(|error| error.to_string())?,
-            flutterwave: breaker("flutterwave").map_err(|error| error.to_string())?,
             policy,
         })
     }
@@ -249,11 +338,11 @@ impl Gateways {
         let (base, key) = match gateway {
             Gateway::Paystack => (
                 &self.config.paystack_base_url,
-                &self.config.paystack_secret_key,
+                self.config.paystack_secret_key.expose_secret(),
             ),
             Gateway::Flutterwave => (
                 &self.config.flutterwave_base_url,
-                &self.config.flutterwave_secret_key,
+                self.config.flutterwave_secret_key.expose_secret(),
             ),
         };
         let mut request = self
@@ -431,6 +520,7 @@ impl Gateways {
                 .unwrap_or(0);
                 Ok(Some(ChargeState {
                     paid: data["status"] == paid_status,
+                    failed: data["status"] == "failed",
                     amount_minor,
                     currency: data["currency"].as_str().unwrap_or_default().to_owned(),
                 }))

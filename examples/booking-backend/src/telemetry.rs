@@ -24,20 +24,41 @@ pub fn render_metrics() -> String {
         .unwrap_or_default()
 }
 
-/// Sends JSON logs, with personal data and secrets redacted, to `writer`
-/// (once per process; later calls do nothing).
-pub fn install_logs<W>(writer: W)
+/// The connection pool's gauges, read when metrics are scraped.
+pub fn record_pool(pool: Option<&sqlx::PgPool>) {
+    if let Some(pool) = pool {
+        metrics::gauge!("booking_db_pool_connections").set(f64::from(pool.size()));
+        #[allow(clippy::cast_precision_loss)] // a pool holds far fewer than 2^52
+        metrics::gauge!("booking_db_pool_idle").set(pool.num_idle() as f64);
+    }
+}
+
+/// What waits longer than it should, as gauges.
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+pub fn record_backlog(backlog: &crate::store::Backlog) {
+    metrics::gauge!("booking_payouts_stuck").set(backlog.stuck_payouts as f64);
+    metrics::gauge!("booking_refunds_unsent").set(backlog.unsent_refunds as f64);
+    metrics::gauge!("booking_webhook_inbox_failed").set(backlog.failed_webhooks as f64);
+    metrics::gauge!("booking_webhook_inbox_dead").set(backlog.dead_webhooks as f64);
+}
+
+/// Sends JSON logs, with personal data and secrets redacted, to `writer`:
+/// this crate and payguard's at `level`, everything else at `WARN` or
+/// `level` if quieter. Once per process; later calls do nothing.
+pub fn install_logs<W>(writer: W, level: Level)
 where
     W: std::io::Write + Send + 'static,
 {
+    let quiet = std::cmp::min(level, Level::WARN);
     let layer = RedactingLayer::new(Redactor::new(), Mutex::new(writer))
         .format(LogFormat::Json)
         .with_filter(
             Targets::new()
-                .with_default(Level::WARN)
-                .with_target("booking_backend", Level::INFO)
-                .with_target("payguard_lock", Level::INFO)
-                .with_target("payguard_idempotency", Level::INFO),
+                .with_default(quiet)
+                .with_target("booking_backend", level)
+                .with_target("payguard_lock", level)
+                .with_target("payguard_idempotency", level)
+                .with_target("payguard_webhook", level),
         );
     let subscriber = tracing_subscriber::registry().with(layer);
     let _ = tracing::subscriber::set_global_default(subscriber);

@@ -10,26 +10,19 @@
     clippy::indexing_slicing
 )]
 
-use booking_backend::app::{App, Settings};
-use booking_backend::domain::PayoutStatus;
-use booking_backend::gateway::GatewayConfig;
-use booking_backend::store::{NewHold, Store};
-use gateway_sim::{SimConfig, SimHandle};
+mod common;
+
+use booking_backend::DatabaseSettings;
+use common::{Backend, booking, day, listing, post};
+use payguard_redact::Secret;
+use payguard_test_support::PgBouncer;
 use payguard_test_support::TestDb;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-struct Backend {
-    url: String,
-    sim: SimHandle,
-    app: Arc<App>,
-    shutdown: CancellationToken,
-}
 
 async fn backend(database_url: Option<String>) -> Backend {
-    backend_with(database_url, None, None).await
+    backend_on(database_url.map(DatabaseSettings::postgres), None, None).await
 }
 
 /// A backend whose simulator serves `sim_tls` (HTTPS) and which trusts the
@@ -39,89 +32,29 @@ async fn backend_with(
     sim_tls: Option<gateway_sim::TlsIdentity>,
     ca_file: Option<std::path::PathBuf>,
 ) -> Backend {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let sim = SimConfig {
-        paystack_webhook_url: Some(format!("{url}/v1/webhooks/paystack")),
-        flutterwave_webhook_url: Some(format!("{url}/v1/webhooks/flutterwave")),
-        tls: sim_tls,
-        ..SimConfig::default()
-    }
-    .start()
+    backend_on(
+        database_url.map(DatabaseSettings::postgres),
+        sim_tls,
+        ca_file,
+    )
     .await
-    .unwrap();
-    let app = App::start(Settings {
-        bind: listener.local_addr().unwrap(),
-        database_url,
-        gateways: GatewayConfig {
-            paystack_base_url: sim.paystack_url(),
-            paystack_secret_key: gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
-            flutterwave_base_url: sim.flutterwave_url(),
-            flutterwave_secret_key: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY.to_owned(),
-            ca_file,
-        },
-        flutterwave_secret_hash: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
-        hold_for: Duration::from_secs(600),
-        escrow_hold: Duration::from_secs(3600),
-        job_every: Duration::from_secs(60),
-        instance: "test".to_owned(),
-        limits: booking_backend::server::Limits::default(),
-        guests: booking_backend::domain::GuestLimits::default(),
+}
+
+/// A backend on `database` (in memory when `None`).
+async fn backend_on(
+    database: Option<DatabaseSettings>,
+    sim_tls: Option<gateway_sim::TlsIdentity>,
+    ca_file: Option<std::path::PathBuf>,
+) -> Backend {
+    common::start(sim_tls, |settings| {
+        settings.database = database.unwrap_or_default();
+        settings.gateways.ca_file = ca_file;
     })
     .await
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(booking_backend::serve(
-        Arc::clone(&app),
-        listener,
-        shutdown.clone(),
-    ));
-    Backend {
-        url,
-        sim,
-        app,
-        shutdown,
-    }
 }
 
-async fn post(url: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().post(url).json(body);
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn listing(backend: &Backend) -> String {
-    let (status, body) = post(
-        &format!("{}/v1/listings", backend.url),
-        &json!({"title": "Ikoyi flat", "nightly_rate_minor": 3_000_000, "currency": "NGN",
-                "host": {"name": "Ada Host", "email": "ada@example.com", "phone": "+2348031234567",
-                         "bank_code": "058", "account_number": "0123456789"}}),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_owned()
-}
-
-fn booking(listing: &str, guest: usize) -> Value {
-    json!({"listing_id": listing,
-           "guest": {"name": format!("Guest {guest}"), "email": format!("guest{guest}@example.com"), "phone": "+2348059876543"},
-           "check_in": day(30), "check_out": day(33)})
-}
-
-/// `YYYY-MM-DD`, `offset` days from today (UTC).
-fn day(offset: i64) -> String {
-    (time::OffsetDateTime::now_utc().date() + time::Duration::days(offset)).to_string()
-}
-
-async fn fifty_racers(database_url: Option<String>) {
-    let backend = backend(database_url).await;
+async fn fifty_racers(database: Option<DatabaseSettings>) {
+    let backend = backend_on(database, None, None).await;
     let listing = listing(&backend).await;
     let racers: Vec<_> = (0..50)
         .map(|guest| {
@@ -156,7 +89,19 @@ async fn fifty_racers(database_url: Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_bookings_for_the_same_nights_give_one_booking_on_postgres() {
     let db = TestDb::new().await;
-    fifty_racers(Some(db.url().to_owned())).await;
+    fifty_racers(Some(DatabaseSettings::postgres(db.url()))).await;
+}
+
+/// Through PgBouncer in transaction pooling mode (statements unprepared,
+/// each in its transaction; migrations over a direct connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_bookings_for_the_same_nights_give_one_booking_through_pgbouncer() {
+    let db = TestDb::new().await;
+    let bouncer = PgBouncer::start(db.url());
+    let mut database = DatabaseSettings::postgres(bouncer.url_for(db.url()));
+    database.migration_url = Some(Secret::new(db.url().to_owned()));
+    database.transaction_pooler = true;
+    fifty_racers(Some(database)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,87 +230,6 @@ async fn webhooks_confirm_once_forgeries_change_nothing_and_legacy_events_are_ve
         "verified with the gateway, not believed"
     );
     backend.shutdown.cancel();
-}
-
-async fn payouts_move_forward_only(store: Store) {
-    let listing = booking_backend::domain::Listing {
-        id: "ls_1".to_owned(),
-        title: "t".to_owned(),
-        nightly_rate_minor: 100,
-        currency: "NGN".to_owned(),
-        host: booking_backend::domain::Host {
-            name: "h".to_owned(),
-            email: "h@example.com".to_owned(),
-            phone: "+2348031234567".to_owned(),
-            bank_code: "058".to_owned(),
-            account_number: "0123456789".to_owned(),
-        },
-    };
-    store.create_listing(&listing).await.unwrap();
-    let held = store
-        .place_hold(NewHold {
-            id: "bk_1".to_owned(),
-            listing_id: "ls_1".to_owned(),
-            guest: booking_backend::domain::Guest {
-                name: "g".to_owned(),
-                email: "g@example.com".to_owned(),
-                phone: "+2348031234567".to_owned(),
-            },
-            check_in: booking_backend::domain::parse_date("2020-01-01").unwrap(),
-            check_out: booking_backend::domain::parse_date("2020-01-03").unwrap(),
-            amount_minor: 200,
-            currency: "NGN".to_owned(),
-            hold_for: Duration::from_secs(600),
-            open_holds: 3,
-        })
-        .await
-        .unwrap();
-    store
-        .attach_payment(
-            &held.id,
-            &booking_backend::domain::Payment {
-                gateway: booking_backend::domain::Gateway::Paystack,
-                reference: "bk_1".to_owned(),
-                authorization_url: "http://sim".to_owned(),
-            },
-        )
-        .await
-        .unwrap();
-    store.confirm_payment("bk_1", 200, "NGN").await.unwrap();
-    assert!(store.begin_payout("bk_1", None).await.unwrap());
-    assert!(
-        !store.begin_payout("bk_1", None).await.unwrap(),
-        "a payout starts once"
-    );
-    let reference = "escrow_bk_1";
-    assert!(
-        store
-            .payout_event(reference, PayoutStatus::Reversed)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .payout_event(reference, PayoutStatus::Paid)
-            .await
-            .unwrap()
-            .is_none(),
-        "a late success does not resurrect a reversed payout"
-    );
-    let booking = store.booking("bk_1").await.unwrap().unwrap();
-    assert_eq!(booking.payout_status, PayoutStatus::Reversed);
-}
-
-#[tokio::test]
-async fn payouts_move_forward_only_in_memory() {
-    payouts_move_forward_only(Store::memory()).await;
-}
-
-#[tokio::test]
-async fn payouts_move_forward_only_on_postgres() {
-    let db = TestDb::new().await;
-    payouts_move_forward_only(Store::postgres(db.pool().clone()).await.unwrap()).await;
 }
 
 fn demo(extra: &[&str], database_url: Option<&str>) -> (i32, String) {
@@ -681,7 +545,7 @@ async fn racing_refunds(database_url: Option<String>) {
             let app = Arc::clone(&backend.app);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                booking_backend::app::reconcile(&app).await.unwrap()
+                booking_backend::jobs::reconcile(&app).await.unwrap()
             })
         })
         .collect();

@@ -12,72 +12,26 @@
     clippy::indexing_slicing
 )]
 
-use booking_backend::app::{App, Settings};
-use booking_backend::gateway::GatewayConfig;
+mod common;
+
 use booking_backend::server::Limits;
-use gateway_sim::{SimConfig, SimHandle};
+use common::Backend;
 use payguard_test_support::TestDb;
 use payguard_webhook::{Provider, Verifier};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-struct Backend {
-    url: String,
-    addr: std::net::SocketAddr,
-    sim: SimHandle,
-    app: Arc<App>,
-    shutdown: CancellationToken,
-}
 
 async fn backend(database_url: Option<String>, limits: Limits) -> Backend {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let url = format!("http://{addr}");
-    let sim = SimConfig {
-        paystack_webhook_url: Some(format!("{url}/v1/webhooks/paystack")),
-        flutterwave_webhook_url: Some(format!("{url}/v1/webhooks/flutterwave")),
-        ..SimConfig::default()
-    }
-    .start()
-    .await
-    .unwrap();
-    let app = App::start(Settings {
-        bind: addr,
-        database_url,
-        gateways: GatewayConfig {
-            paystack_base_url: sim.paystack_url(),
-            paystack_secret_key: gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
-            flutterwave_base_url: sim.flutterwave_url(),
-            flutterwave_secret_key: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY.to_owned(),
-            ca_file: None,
-        },
-        flutterwave_secret_hash: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
-        hold_for: Duration::from_secs(600),
-        escrow_hold: Duration::from_secs(3600),
-        job_every: Duration::from_secs(60),
-        instance: "hostile".to_owned(),
-        limits,
-        guests: booking_backend::domain::GuestLimits::default(),
+    common::start(None, |settings| {
+        settings.database = database_url
+            .map(booking_backend::DatabaseSettings::postgres)
+            .unwrap_or_default();
+        settings.limits = limits;
+        settings.instance = "hostile".to_owned();
     })
     .await
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(booking_backend::serve(
-        Arc::clone(&app),
-        listener,
-        shutdown.clone(),
-    ));
-    Backend {
-        url,
-        addr,
-        sim,
-        app,
-        shutdown,
-    }
 }
 
 /// Everything the server sends until it closes the connection; `None` if
@@ -792,7 +746,9 @@ async fn one_guest_holds_a_bounded_stay_and_a_bounded_number_of_holds() {
         .unwrap()
         .to_owned();
     for _ in 0..5 {
-        booking_backend::app::reconcile(&backend.app).await.unwrap();
+        booking_backend::jobs::reconcile(&backend.app)
+            .await
+            .unwrap();
     }
     assert_eq!(booking_state(&backend, &id).await["gateway_checks"], 1);
     backend.shutdown.cancel();

@@ -4,13 +4,13 @@
 // Indexing a serde_json::Value by key yields Null when absent; it never panics.
 #![allow(clippy::indexing_slicing, clippy::print_stdout, clippy::print_stderr)]
 
-use crate::app::{App, Settings};
-use crate::domain::new_id;
-use crate::gateway::GatewayConfig;
-use crate::telemetry;
+use booking_backend::domain::new_id;
+use booking_backend::gateway::GatewayConfig;
+use booking_backend::{App, DatabaseSettings, Settings, WebhookSecrets, telemetry};
 use gateway_sim::{SimConfig, SimHandle};
 use indicatif::{ProgressBar, ProgressStyle};
 use payguard_redact::Redactor;
+use payguard_redact::Secret;
 use payguard_webhook::{Provider as WebhookProvider, Verifier};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -20,9 +20,11 @@ use std::time::Duration;
 use time::{Date, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
+use crate::scratch::{ScratchDatabase, free_port};
+
 /// Demo options.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// PostgreSQL shared by the instances; without it, one in-memory instance.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -65,7 +67,7 @@ struct Demo {
 }
 
 /// Runs the demo.
-pub async fn run(args: DemoArgs) -> ExitCode {
+pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     if args.instances == 0 || (args.instances > 1 && args.database_url.is_none()) {
         eprintln!(
             "booking-backend demo: --instances above 1 needs DATABASE_URL (instances share the database)"
@@ -80,13 +82,6 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn free_port() -> Result<u16, Failed> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|error| format!("no free port: {error}"))
 }
 
 async fn drive(args: DemoArgs) -> Result<bool, Failed> {
@@ -128,35 +123,42 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
         None => None,
     };
     let database_url = scratch.as_ref().map(|scratch| scratch.url.clone());
-    let settings = |port: u16, instance: usize| Settings {
-        bind: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        database_url: database_url.clone(),
-        gateways: GatewayConfig {
-            paystack_base_url: sim.paystack_url(),
-            paystack_secret_key: gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY.to_owned(),
-            flutterwave_base_url: sim.flutterwave_url(),
-            flutterwave_secret_key: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY.to_owned(),
-            ca_file: None,
-        },
-        flutterwave_secret_hash: gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
-        hold_for: Duration::from_secs(8),
-        escrow_hold: Duration::from_secs(3),
-        job_every: Duration::from_secs(1),
-        instance: format!("instance-{}", instance + 1),
-        limits: crate::server::Limits::default(),
-        guests: crate::domain::GuestLimits::default(),
+    let settings = |port: u16, instance: usize| {
+        let mut gateways = GatewayConfig::new(
+            gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY,
+            gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY,
+        );
+        gateways.paystack_base_url = sim.paystack_url();
+        gateways.flutterwave_base_url = sim.flutterwave_url();
+        let secrets = WebhookSecrets {
+            paystack: vec![gateways.paystack_secret_key.clone()],
+            flutterwave: vec![Secret::new(
+                gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
+            )],
+        };
+        let mut settings = Settings::new(gateways, secrets);
+        settings.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if let Some(url) = &database_url {
+            settings.database = DatabaseSettings::postgres(url.clone());
+        }
+        settings.hold_for = Duration::from_secs(8);
+        settings.escrow_hold = Duration::from_secs(3);
+        settings.job_every = Duration::from_secs(1);
+        settings.reconcile_every = Duration::from_secs(2);
+        settings.instance = format!("instance-{}", instance + 1);
+        settings
     };
     let shutdown = CancellationToken::new();
     let mut children = Vec::new();
     if args.database_url.is_none() {
-        telemetry::install_logs(log);
+        telemetry::install_logs(log, tracing::Level::INFO);
         let app = App::start(settings(ports[0], 0))
             .await
             .map_err(|error| error.to_string())?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", ports[0]))
             .await
             .map_err(|error| format!("cannot listen: {error}"))?;
-        tokio::spawn(crate::serve(app, listener, shutdown.clone()));
+        tokio::spawn(booking_backend::serve(app, listener, shutdown.clone()));
     } else {
         let exe = std::env::current_exe().map_err(|error| error.to_string())?;
         for (instance, port) in ports.iter().enumerate() {
@@ -165,15 +167,26 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
             let child = tokio::process::Command::new(&exe)
                 .arg("serve")
                 .env("BIND_ADDR", s.bind.to_string())
-                .env("DATABASE_URL", s.database_url.clone().unwrap_or_default())
+                .env("DATABASE_URL", database_url.clone().unwrap_or_default())
                 .env("PAYSTACK_BASE_URL", &s.gateways.paystack_base_url)
-                .env("PAYSTACK_SECRET_KEY", &s.gateways.paystack_secret_key)
+                .env(
+                    "PAYSTACK_SECRET_KEY",
+                    s.gateways.paystack_secret_key.expose_secret(),
+                )
                 .env("FLUTTERWAVE_BASE_URL", &s.gateways.flutterwave_base_url)
-                .env("FLUTTERWAVE_SECRET_KEY", &s.gateways.flutterwave_secret_key)
-                .env("FLUTTERWAVE_SECRET_HASH", &s.flutterwave_secret_hash)
+                .env(
+                    "FLUTTERWAVE_SECRET_KEY",
+                    s.gateways.flutterwave_secret_key.expose_secret(),
+                )
+                .env(
+                    "FLUTTERWAVE_SECRET_HASH",
+                    gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH,
+                )
                 .env("HOLD_FOR", "8s")
                 .env("ESCROW_HOLD", "3s")
                 .env("JOB_EVERY", "1s")
+                .env("RECONCILE_EVERY", "2s")
+                .env("DRAIN_TIMEOUT", "0s")
                 .env("INSTANCE_ID", &s.instance)
                 .stdout(out)
                 .kill_on_drop(true)
@@ -205,47 +218,6 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
         scratch.drop_database().await;
     }
     result
-}
-
-/// A database of its own on the server `DATABASE_URL` names, so a run never
-/// meets an earlier run's bookings; dropped at the end.
-struct ScratchDatabase {
-    admin: sqlx::PgPool,
-    name: String,
-    url: String,
-}
-
-impl ScratchDatabase {
-    async fn create(server_url: &str) -> Result<Self, Failed> {
-        let admin = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(server_url)
-            .await
-            .map_err(|error| format!("cannot connect to DATABASE_URL: {error}"))?;
-        let name = new_id("booking_demo_");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .map_err(|error| {
-                format!("cannot create a scratch database (needs CREATEDB): {error}")
-            })?;
-        let mut url =
-            url::Url::parse(server_url).map_err(|error| format!("DATABASE_URL: {error}"))?;
-        url.set_path(&name);
-        Ok(Self {
-            admin,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    async fn drop_database(self) {
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&self.admin)
-            .await;
-    }
 }
 
 #[derive(Debug, Default)]

@@ -1,5 +1,9 @@
 //! Listings, bookings and the states money moves through.
 
+mod stay;
+
+pub use stay::{Stay, StayError};
+
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 

@@ -3,44 +3,32 @@
 //! gateways take and amounts they accept. Every refusal is a problem+json
 //! answer naming the field, never the parser's text.
 
-use crate::app::problem;
+use super::ApiError;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-/// A request refused at the edge: answered as problem+json.
-#[derive(Debug)]
-pub(crate) struct Invalid {
-    status: StatusCode,
-    code: &'static str,
-    detail: String,
+/// The body as `T` (see [`json_request`]).
+pub(super) fn json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    json_request(headers, body, false)
 }
 
-impl Invalid {
-    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-        }
-    }
-}
-
-impl IntoResponse for Invalid {
-    fn into_response(self) -> Response {
-        problem(self.status, self.code, self.detail)
-    }
+/// The body as `T`, an empty body as `{}` (see [`json_request`]).
+pub(super) fn json_or_empty<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    json_request(headers, body, true)
 }
 
 /// The body as `T`: `415 unsupported_media_type` unless it says
 /// `application/json` (a cross-site form post cannot), `400 invalid_json`
 /// naming the field that is missing or wrong. An empty body is `{}` when
 /// `empty_is_object`.
-pub(crate) fn json_request<T: DeserializeOwned>(
+fn json_request<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     empty_is_object: bool,
-) -> Result<T, Invalid> {
+) -> Result<T, ApiError> {
     let body = if body.is_empty() && empty_is_object {
         &b"{}"[..]
     } else {
@@ -50,11 +38,11 @@ pub(crate) fn json_request<T: DeserializeOwned>(
             .and_then(|value| value.split(';').next())
             .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
         if !json {
-            return Err(Invalid::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as application/json",
-            ));
+            return Err(ApiError::Invalid {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                detail: "send the body as application/json".to_owned(),
+            });
         }
         body
     };
@@ -66,16 +54,16 @@ pub(crate) fn json_request<T: DeserializeOwned>(
         } else {
             format!("field `{path}` is missing, unknown or of the wrong type")
         };
-        Invalid::new(StatusCode::BAD_REQUEST, "invalid_json", detail)
+        ApiError::Invalid {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_json",
+            detail,
+        }
     })
 }
 
-fn invalid(field: &str, rule: &str) -> Invalid {
-    Invalid::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
-        format!("{field} {rule}"),
-    )
+fn invalid(field: &str, rule: &str) -> ApiError {
+    ApiError::invalid_field(field, rule)
 }
 
 /// Characters no name or address needs and that change how text reads:
@@ -97,7 +85,7 @@ fn is_deceptive(c: char) -> bool {
 }
 
 /// 1 to 200 printable characters, with something visible in them.
-pub(crate) fn text(field: &str, value: &str) -> Result<(), Invalid> {
+pub(super) fn text(field: &str, value: &str) -> Result<(), ApiError> {
     let length = value.chars().count();
     if value.trim().is_empty()
         || length > 200
@@ -111,7 +99,7 @@ pub(crate) fn text(field: &str, value: &str) -> Result<(), Invalid> {
 /// `local@domain.tld`: one `@`, a local part of 1 to 64 printable ASCII
 /// characters without spaces or quotes, a domain of labels (letters,
 /// digits, hyphens, or punycode) with a dot, at most 254 characters.
-pub(crate) fn email(field: &str, value: &str) -> Result<(), Invalid> {
+pub(super) fn email(field: &str, value: &str) -> Result<(), ApiError> {
     let valid = value.len() <= 254
         && value.split_once('@').is_some_and(|(local, domain)| {
             let local_ok = (1..=64).contains(&local.len())
@@ -159,7 +147,7 @@ pub(crate) fn email(field: &str, value: &str) -> Result<(), Invalid> {
 
 /// A phone number as people write one: an optional `+`, 7 to 15 digits,
 /// and spaces, dashes, dots or parentheses between them.
-pub(crate) fn phone(field: &str, value: &str) -> Result<(), Invalid> {
+pub(super) fn phone(field: &str, value: &str) -> Result<(), ApiError> {
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
     let body = value.strip_prefix('+').unwrap_or(value);
     let valid = (7..=15).contains(&digits)
@@ -206,7 +194,7 @@ pub(crate) fn max_charge(currency: &str) -> Option<i64> {
 }
 
 /// `currency` is one the gateways take.
-pub(crate) fn currency(field: &str, value: &str) -> Result<i64, Invalid> {
+pub(super) fn currency(field: &str, value: &str) -> Result<i64, ApiError> {
     max_charge(value).ok_or_else(|| {
         invalid(
             field,
