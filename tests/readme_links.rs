@@ -78,3 +78,36 @@ fn the_link_reader_finds_links_and_skips_code_and_urls() {
     let text = "see [a](tests/a.rs) and [b](../b.md#part), [web](https://x.io), [`C`](c::C)\n```\n[no](in/code)\n```\n";
     assert_eq!(link_targets(text), ["tests/a.rs", "../b.md"]);
 }
+
+/// Every alert of the booking backend carries a `runbook_url` naming a
+/// runbook that exists, and every runbook is some alert's.
+#[test]
+fn every_alert_has_a_runbook_and_every_runbook_an_alert() {
+    let backend = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/booking-backend");
+    let rules = std::fs::read_to_string(backend.join("deploy/prometheus/alerts.yml"))
+        .unwrap_or_else(|e| panic!("alerts.yml: {e}"));
+    let alerts = rules
+        .lines()
+        .filter(|line| line.trim_start().starts_with("- alert:"))
+        .count();
+    let linked: Vec<String> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("runbook_url:"))
+        .map(|url| url.trim().trim_matches('"').to_owned())
+        .collect();
+    assert_eq!(linked.len(), alerts, "an alert without a runbook_url");
+    for url in &linked {
+        assert!(backend.join(url).is_file(), "{url} does not exist");
+    }
+    let runbooks =
+        std::fs::read_dir(backend.join("docs/runbooks")).unwrap_or_else(|e| panic!("{e}"));
+    for runbook in runbooks.flatten() {
+        let name = runbook.file_name().to_string_lossy().into_owned();
+        if name != "README.md" {
+            assert!(
+                linked.iter().any(|url| url.ends_with(&format!("/{name}"))),
+                "no alert links {name}"
+            );
+        }
+    }
+}
