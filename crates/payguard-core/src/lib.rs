@@ -8,6 +8,7 @@ mod outcome;
 mod random;
 mod retry_after;
 mod sql;
+mod tenant;
 
 #[cfg(feature = "test-util")]
 pub use clock::ManualClock;
@@ -20,3 +21,4 @@ pub use outcome::{Classify, FromError, HttpClassifier, Outcome, from_error};
 pub use random::{RandomSource, SplitMix64, entropy};
 pub use retry_after::RetryAfter;
 pub use sql::SqlTimeouts;
+pub use tenant::Tenant;

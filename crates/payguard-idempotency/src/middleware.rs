@@ -38,21 +38,9 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The tenant a request belongs to, for scoping keys: put it in the
 /// request's extensions (an auth layer usually does), or name a header with
-/// [`IdempotencyLayerBuilder::tenant_header`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant(String);
-
-impl Tenant {
-    /// The tenant named `id`.
-    pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    /// Its id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+/// [`IdempotencyLayerBuilder::tenant_header`]. The same type
+/// payguard-ratelimit limits by.
+pub use payguard_core::Tenant;
 
 /// Makes a route's effects happen once per `Idempotency-Key`.
 ///
