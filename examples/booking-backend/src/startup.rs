@@ -96,6 +96,8 @@ pub struct Settings {
     pub gateways: GatewayConfig,
     /// Webhook verification secrets.
     pub webhook_secrets: WebhookSecrets,
+    /// API keys; an `admin` key reads the admin routes.
+    pub api_keys: Vec<crate::http::ApiKey>,
     /// How long an unpaid hold keeps its dates.
     pub hold_for: Duration,
     /// How long after check-in the host is paid.
@@ -126,6 +128,7 @@ impl Settings {
             database: DatabaseSettings::default(),
             gateways,
             webhook_secrets,
+            api_keys: Vec::new(),
             hold_for: Duration::from_secs(15 * 60),
             escrow_hold: Duration::from_secs(24 * 3600),
             job_every: Duration::from_secs(30),
@@ -349,6 +352,7 @@ impl App {
     /// Bad settings or an unusable database.
     pub async fn start(settings: Settings) -> Result<Arc<Self>, StartError> {
         settings.validate()?;
+        crate::telemetry::register_alerting_counters();
         let paystack = verifier(Provider::Paystack, &settings.webhook_secrets.paystack)?;
         let flutterwave = verifier(Provider::Flutterwave, &settings.webhook_secrets.flutterwave)?;
         let gateways = Gateways::new(settings.gateways.clone()).map_err(StartError::Config)?;

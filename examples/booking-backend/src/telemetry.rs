@@ -24,6 +24,22 @@ pub fn render_metrics() -> String {
         .unwrap_or_default()
 }
 
+/// Registers, at zero, the counters alerts watch with `increase()`: a
+/// series first seen at 1 would show no increase, and the first payout
+/// failure of a process would page nobody.
+pub fn register_alerting_counters() {
+    for outcome in ["failed", "reversed"] {
+        metrics::counter!("booking_payouts_failed_total", "outcome" => outcome).increment(0);
+    }
+    for reason in ["lease_lost", "store_failed"] {
+        metrics::counter!("booking_webhook_completions_failed_total", "reason" => reason)
+            .increment(0);
+    }
+    metrics::counter!("booking_refunds_failed_total").increment(0);
+    metrics::counter!("booking_payments_unmatched_total").increment(0);
+    metrics::counter!("booking_charges_failed_total").increment(0);
+}
+
 /// The connection pool's gauges, read when metrics are scraped.
 pub fn record_pool(pool: Option<&sqlx::PgPool>) {
     if let Some(pool) = pool {

@@ -331,3 +331,83 @@ fn readiness_drains_after_sigterm_before_the_listener_closes() {
     };
     assert!(exited.success(), "{exited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_list_needs_an_admin_key_and_pages_by_cursor() {
+    let admin_key = "admin-key-0123456789";
+    let client_key = "client-key-0123456789";
+    let backend = common::start(None, |settings| {
+        settings.api_keys = booking_backend::http::parse_api_keys(&format!(
+            "acme:{client_key},ops:{admin_key}:admin"
+        ))
+        .unwrap();
+    })
+    .await;
+    let listing = listing(&backend).await;
+    for guest in 0..5 {
+        let mut body = booking(&listing, guest);
+        let from = common::day(40 + 2 * i64::try_from(guest).unwrap());
+        let to = common::day(41 + 2 * i64::try_from(guest).unwrap());
+        body["check_in"] = json!(from);
+        body["check_out"] = json!(to);
+        let (status, created) = post(
+            &format!("{}/v1/bookings", backend.url),
+            &body,
+            Some(&format!("list-{guest}")),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let get = |query: &str, key: Option<&str>| {
+        let mut request = reqwest::Client::new().get(format!("{}/v1/bookings{query}", backend.url));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, problem) = get("", None).await;
+    assert_eq!((status, &problem["code"]), (401, &json!("unauthorized")));
+    let (status, problem) = get("", Some("admin-key-012345678X")).await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (401, &json!("unauthorized")),
+        "same answer for a wrong key"
+    );
+    let (status, problem) = get("", Some(client_key)).await;
+    assert_eq!((status, &problem["code"]), (403, &json!("forbidden")));
+
+    let mut seen = Vec::new();
+    let mut query = "?limit=2&status=pending_payment".to_owned();
+    loop {
+        let (status, page) = get(&query, Some(admin_key)).await;
+        assert_eq!(status, 200, "{page}");
+        for booking in page["bookings"].as_array().unwrap() {
+            seen.push(booking["id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => query = format!("?limit=2&status=pending_payment&after={next}"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((seen.len(), &sorted), (5, &seen), "each once, by id");
+    for bad in [
+        "?limit=0",
+        "?limit=201",
+        "?after=zz",
+        "?status=lost",
+        "?after=00",
+    ] {
+        let (status, problem) = get(bad, Some(admin_key)).await;
+        assert!(matches!(status, 400 | 422), "{bad}: {status} {problem}");
+    }
+    backend.shutdown.cancel();
+}

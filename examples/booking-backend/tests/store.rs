@@ -548,3 +548,44 @@ async fn the_backlog_counts_what_waits_too_long() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_list_pages_by_id_with_or_without_a_status() {
+    on_both(|store| async move {
+        store.create_listing(&listing("ls_1")).await.unwrap();
+        for (index, id) in ["bk_a", "bk_b", "bk_c", "bk_d", "bk_e"].iter().enumerate() {
+            let day = u8::try_from(index).unwrap() * 2 + 1;
+            held(&*store, id, day, day + 1).await;
+        }
+        store.cancel("bk_b").await.unwrap();
+        store.cancel("bk_d").await.unwrap();
+        let ids = |page: Vec<Booking>| page.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.list(None, None, 2).await.unwrap()),
+            ["bk_a", "bk_b"]
+        );
+        assert_eq!(
+            ids(store.list(None, Some("bk_b"), 2).await.unwrap()),
+            ["bk_c", "bk_d"]
+        );
+        assert_eq!(
+            ids(store.list(None, Some("bk_d"), 2).await.unwrap()),
+            ["bk_e"]
+        );
+        let pending = Some(BookingStatus::PendingPayment);
+        assert_eq!(
+            ids(store.list(pending, None, 10).await.unwrap()),
+            ["bk_a", "bk_c", "bk_e"]
+        );
+        assert_eq!(
+            ids(store.list(pending, Some("bk_a"), 1).await.unwrap()),
+            ["bk_c"]
+        );
+        let cancelled = Some(BookingStatus::Cancelled);
+        assert_eq!(
+            ids(store.list(cancelled, None, 10).await.unwrap()),
+            ["bk_b", "bk_d"]
+        );
+    })
+    .await;
+}

@@ -1,12 +1,13 @@
 //! `POST /v1/bookings`, `GET /v1/bookings/{id}` and
 //! `POST /v1/bookings/{id}/cancel`.
 
+use super::auth::Admin;
 use super::{ApiError, RequestId, input, plausible_id};
-use crate::domain::{Booking, Guest, Listing, Payment, Stay, new_id};
+use crate::domain::{Booking, BookingStatus, Guest, Listing, Payment, Stay, new_id};
 use crate::payments;
 use crate::startup::App;
 use crate::store::{Answer, Cancellation, NewHold};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
@@ -202,4 +203,60 @@ pub(super) async fn cancel(
         }
         Cancellation::NotCancellable(booking) => Err(ApiError::NotCancellable(Box::new(booking))),
     }
+}
+
+/// `GET /v1/bookings?status=&limit=&after=`: the admin's list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    status: Option<BookingStatus>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// A page of bookings, by id; `next` is the cursor of the next page, or
+/// null on the last.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Page {
+    bookings: Vec<Booking>,
+    next: Option<String>,
+}
+
+/// Every booking, a page at a time (keyset pagination: stable under
+/// inserts, and each page one index range scan). Admin keys only.
+pub(super) async fn list(
+    State(app): State<Arc<App>>,
+    Admin(tenant): Admin,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::Invalid {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_query",
+        detail: "status is a booking status, limit 1 to 200, after a cursor from `next`".to_owned(),
+    })?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "must be 1 to 200"));
+    }
+    let after = match query.after.as_deref() {
+        Some(cursor) => Some(decode_cursor(cursor)?),
+        None => None,
+    };
+    tracing::info!(admin = %tenant, status = ?query.status, limit, "admin list");
+    let bookings = app
+        .store
+        .list(query.status, after.as_deref(), limit)
+        .await?;
+    let next = (bookings.len() == limit as usize)
+        .then(|| bookings.last().map(|last| hex::encode(last.id.as_bytes())))
+        .flatten();
+    Ok(Json(Page { bookings, next }))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    hex::decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|id| plausible_id(id))
+        .ok_or_else(|| ApiError::invalid_field("after", "is not a cursor this API gave"))
 }

@@ -57,6 +57,12 @@ pub enum ApiError {
     /// 503 `storage_unavailable`.
     #[error("storage: {0}")]
     Storage(StoreError),
+    /// 401 `unauthorized`: no API key, or not one of ours.
+    #[error("no valid API key")]
+    Unauthorized,
+    /// 403 `forbidden`: the key may not use this route.
+    #[error("the key may not use this route")]
+    Forbidden,
     /// 401 `invalid_signature`.
     #[error("the webhook could not be verified")]
     Unverified,
@@ -161,6 +167,16 @@ impl ApiError {
                 "storage_unavailable",
                 "the booking store is unavailable; retry shortly",
                 2,
+            ),
+            Self::Unauthorized => fixed(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send a valid API key as Authorization: Bearer <key>",
+            ),
+            Self::Forbidden => fixed(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this key may not use this route",
             ),
             Self::Unverified => fixed(
                 StatusCode::UNAUTHORIZED,

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, and what every request goes through (a request
 //! id, a span, a time limit, metrics, and errors as problem+json).
 
+mod auth;
 mod bookings;
 mod error;
 mod health;
@@ -8,6 +9,7 @@ mod input;
 mod listings;
 mod webhooks;
 
+pub use auth::{ApiKey, ApiKeysError, Role, parse_api_keys};
 pub use error::{ApiError, problem};
 pub(crate) use input::max_charge;
 
@@ -36,6 +38,7 @@ pub fn router(app: &Arc<App>) -> Router {
     Router::new()
         .route("/v1/listings", post(listings::create))
         .route("/v1/listings/{id}", get(listings::get))
+        .route("/v1/bookings", get(bookings::list))
         .route("/v1/bookings/{id}", get(bookings::get))
         .route(
             "/v1/webhooks/paystack",

@@ -202,6 +202,23 @@ impl BookingStore for MemoryStore {
         Ok(sorted(all, u32::MAX))
     }
 
+    async fn list(
+        &self,
+        status: Option<BookingStatus>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, StoreError> {
+        let page = self
+            .state()
+            .bookings
+            .values()
+            .filter(|booking| status.is_none_or(|status| booking.status == status))
+            .filter(|booking| after.is_none_or(|after| booking.id.as_str() > after))
+            .cloned()
+            .collect();
+        Ok(sorted(page, limit))
+    }
+
     async fn reconcilable(&self, limit: u32) -> Result<Vec<Booking>, StoreError> {
         let now = now();
         let due = self

@@ -220,6 +220,15 @@ pub trait BookingStore: Send + Sync + std::fmt::Debug {
     /// Every booking (for the demo's checks and the audit).
     async fn bookings(&self) -> Result<Vec<Booking>, StoreError>;
 
+    /// Bookings by id after `after` (all when `None`), with `status` if
+    /// given; at most `limit`.
+    async fn list(
+        &self,
+        status: Option<BookingStatus>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, StoreError>;
+
     /// Bookings the reconciliation job should ask the gateway about (see
     /// [`needs_reconciliation`]), at most `limit`, by id.
     async fn reconcilable(&self, limit: u32) -> Result<Vec<Booking>, StoreError>;

@@ -544,6 +544,44 @@ impl BookingStore for PgStore {
         .await
     }
 
+    async fn list(
+        &self,
+        status: Option<BookingStatus>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, StoreError> {
+        // Keyset pagination, one index range scan per page: the primary key,
+        // or `bookings_status_id` with a status (migration 20261206000010).
+        let after = after.unwrap_or("");
+        match status {
+            None => {
+                self.fetch(|| {
+                    self.query(concat!(
+                        "SELECT ",
+                        booking_columns!(),
+                        " FROM bookings WHERE id > $1 ORDER BY id LIMIT $2"
+                    ))
+                    .bind(after)
+                    .bind(i64::from(limit))
+                })
+                .await
+            }
+            Some(status) => {
+                self.fetch(|| {
+                    self.query(concat!(
+                        "SELECT ",
+                        booking_columns!(),
+                        " FROM bookings WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3"
+                    ))
+                    .bind(status_text(status))
+                    .bind(after)
+                    .bind(i64::from(limit))
+                })
+                .await
+            }
+        }
+    }
+
     async fn reconcilable(&self, limit: u32) -> Result<Vec<Booking>, StoreError> {
         // Each branch is served by a partial index (migration 20261205000010).
         self.fetch(|| {
@@ -842,6 +880,16 @@ impl BookingStore for PgStore {
         })
         .await
         .map(|_| ())
+    }
+}
+
+fn status_text(status: BookingStatus) -> &'static str {
+    match status {
+        BookingStatus::PendingPayment => "pending_payment",
+        BookingStatus::Confirmed => "confirmed",
+        BookingStatus::Cancelled => "cancelled",
+        BookingStatus::Expired => "expired",
+        BookingStatus::Completed => "completed",
     }
 }
 

@@ -9,6 +9,7 @@ mod scratch;
 
 use booking_backend::domain::GuestLimits;
 use booking_backend::gateway::{BreakerSettings, GatewayConfig};
+use booking_backend::http::parse_api_keys;
 use booking_backend::server::Limits;
 use booking_backend::{App, DatabaseSettings, Settings, WebhookSecrets, telemetry};
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -76,6 +77,10 @@ struct ServeArgs {
     /// info, debug, trace); other crates log warnings and errors.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: tracing::Level,
+    /// API keys, `tenant:key[:role],...` (roles `client`, the default, and
+    /// `admin`); an admin key reads `GET /v1/bookings`.
+    #[arg(long, env = "API_KEYS", hide_env_values = true, value_parser = secret)]
+    api_keys: Option<Secret<String>>,
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
@@ -254,6 +259,10 @@ impl ServeArgs {
         let (gateways, webhook_secrets) = self.gateways.config()?;
         let mut settings = Settings::new(gateways, webhook_secrets);
         settings.bind = self.bind;
+        if let Some(keys) = &self.api_keys {
+            settings.api_keys =
+                parse_api_keys(keys.expose_secret()).map_err(|error| error.to_string())?;
+        }
         settings.database = self.database.settings();
         settings.hold_for = self.hold_for;
         settings.escrow_hold = self.escrow_hold;
