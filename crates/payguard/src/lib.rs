@@ -31,3 +31,8 @@ pub use payguard_idempotency as idempotency;
 /// heartbeats and a scheduled job runner (`payguard-lock`).
 #[cfg(feature = "lock")]
 pub use payguard_lock as lock;
+
+/// Rate limits per key that hold across a fleet: GCRA in memory or Redis,
+/// and a `tower` layer with the `RateLimit` headers (`payguard-ratelimit`).
+#[cfg(feature = "ratelimit")]
+pub use payguard_ratelimit as ratelimit;
