@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod concurrency;
 mod gcra;
 mod memory;
 mod quota;
@@ -10,6 +11,7 @@ mod telemetry;
 #[cfg(feature = "tower")]
 mod tower;
 
+pub use concurrency::{ConcurrencyLimiter, ConcurrencyPermit, LoadShedder, Priority, ShedPermit};
 pub use gcra::{Decision, InsufficientCapacity};
 pub use memory::{MemoryLimiter, MemoryLimiterBuilder};
 pub use quota::{ParseQuotaError, Quota};
