@@ -140,6 +140,25 @@ impl Settings {
         }
     }
 
+    /// Settings paying through the gateway simulator `sim` with its
+    /// default keys, everything else as [`new`](Self::new): what the demo,
+    /// the load command and the tests run on.
+    pub fn for_simulator(sim: &gateway_sim::SimHandle) -> Self {
+        let mut gateways = GatewayConfig::new(
+            gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY,
+            gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY,
+        );
+        gateways.paystack_base_url = sim.paystack_url();
+        gateways.flutterwave_base_url = sim.flutterwave_url();
+        let secrets = WebhookSecrets {
+            paystack: vec![gateways.paystack_secret_key.clone()],
+            flutterwave: vec![Secret::new(
+                gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
+            )],
+        };
+        Self::new(gateways, secrets)
+    }
+
     /// Checks what a flag's type cannot: every count and duration that must
     /// be above zero is.
     ///

@@ -2,10 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing)] // each test file uses part of it
 
-use booking_backend::gateway::GatewayConfig;
-use booking_backend::{App, DatabaseSettings, Settings, WebhookSecrets};
+use booking_backend::{App, DatabaseSettings, Settings};
 use gateway_sim::{SimConfig, SimHandle, TlsIdentity};
-use payguard_redact::Secret;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,19 +63,7 @@ pub(crate) fn settings(
     bind: std::net::SocketAddr,
     database_url: Option<String>,
 ) -> Settings {
-    let mut gateways = GatewayConfig::new(
-        gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY,
-        gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY,
-    );
-    gateways.paystack_base_url = sim.paystack_url();
-    gateways.flutterwave_base_url = sim.flutterwave_url();
-    let secrets = WebhookSecrets {
-        paystack: vec![gateways.paystack_secret_key.clone()],
-        flutterwave: vec![Secret::new(
-            gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
-        )],
-    };
-    let mut settings = Settings::new(gateways, secrets);
+    let mut settings = Settings::for_simulator(sim);
     settings.bind = bind;
     if let Some(url) = database_url {
         settings.database = DatabaseSettings::postgres(url);

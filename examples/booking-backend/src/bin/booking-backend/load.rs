@@ -9,10 +9,8 @@
 #![allow(clippy::indexing_slicing, clippy::print_stdout, clippy::print_stderr)]
 
 use crate::scratch::ScratchDatabase;
-use booking_backend::gateway::GatewayConfig;
-use booking_backend::{App, DatabaseSettings, Settings, WebhookSecrets, telemetry};
+use booking_backend::{App, DatabaseSettings, Settings, telemetry};
 use gateway_sim::{SimConfig, SimHandle};
-use payguard_redact::Secret;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
@@ -137,19 +135,7 @@ async fn start(args: &LoadArgs) -> Result<(String, String, Started), String> {
         Some(url) => Some(ScratchDatabase::create(url).await?),
         None => None,
     };
-    let mut gateways = GatewayConfig::new(
-        gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY,
-        gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY,
-    );
-    gateways.paystack_base_url = sim.paystack_url();
-    gateways.flutterwave_base_url = sim.flutterwave_url();
-    let secrets = WebhookSecrets {
-        paystack: vec![gateways.paystack_secret_key.clone()],
-        flutterwave: vec![Secret::new(
-            gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
-        )],
-    };
-    let mut settings = Settings::new(gateways, secrets);
+    let mut settings = Settings::for_simulator(&sim);
     settings.bind = addr;
     settings.limits.max_connections = args.users * 2 + 64;
     if let Some(scratch) = &scratch {

@@ -5,12 +5,10 @@
 #![allow(clippy::indexing_slicing, clippy::print_stdout, clippy::print_stderr)]
 
 use booking_backend::domain::new_id;
-use booking_backend::gateway::GatewayConfig;
-use booking_backend::{App, DatabaseSettings, Settings, WebhookSecrets, telemetry};
+use booking_backend::{App, DatabaseSettings, Settings, telemetry};
 use gateway_sim::{SimConfig, SimHandle};
 use indicatif::{ProgressBar, ProgressStyle};
 use payguard_redact::Redactor;
-use payguard_redact::Secret;
 use payguard_webhook::{Provider as WebhookProvider, Verifier};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -127,19 +125,7 @@ async fn drive(args: DemoArgs) -> Result<bool, Failed> {
     };
     let database_url = scratch.as_ref().map(|scratch| scratch.url.clone());
     let settings = |port: u16, instance: usize| {
-        let mut gateways = GatewayConfig::new(
-            gateway_sim::DEFAULT_PAYSTACK_SECRET_KEY,
-            gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_KEY,
-        );
-        gateways.paystack_base_url = sim.paystack_url();
-        gateways.flutterwave_base_url = sim.flutterwave_url();
-        let secrets = WebhookSecrets {
-            paystack: vec![gateways.paystack_secret_key.clone()],
-            flutterwave: vec![Secret::new(
-                gateway_sim::DEFAULT_FLUTTERWAVE_SECRET_HASH.to_owned(),
-            )],
-        };
-        let mut settings = Settings::new(gateways, secrets);
+        let mut settings = Settings::for_simulator(&sim);
         settings.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         if let Some(url) = &database_url {
             settings.database = DatabaseSettings::postgres(url.clone());
